@@ -1,0 +1,164 @@
+"""Reading and writing the user's model files: `.model` (architecture) and `.weights` (state dict)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
+from vpt_model.config import PolicyConfig, preset
+
+# Prefixes the original training code left on saved keys (DDP / its policy wrapper).
+WEIGHT_KEY_PREFIXES = ("module.policy.", "policy.", "module.")
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file does not fit the model; the message lists every offending key."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, tuples, strings, numbers, bools and None; refuses every object import."""
+
+    _ALLOWED = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to build object {module}.{name}: a .model file holds only plain containers and numbers"
+        )
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Safely read a VPT `.model` pickle -> (policy kwargs `net.args`, `pi_head_opts`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found (download it with download_weights.sh)")
+    try:
+        data = _PlainDataUnpickler(io.BytesIO(path.read_bytes())).load()
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: {e}") from None
+    except Exception as e:  # truncated or not a pickle at all
+        raise ValueError(f"{path}: not a readable .model file ({type(e).__name__}: {e})") from None
+    try:
+        args = data["model"]["args"]
+        net_args = args["net"]["args"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: expected {{'model': {{'args': {{'net': {{'args': ...}}}}}}}} in a .model file") from None
+    if not isinstance(net_args, dict):
+        raise ValueError(f"{path}: model.args.net.args is {type(net_args).__name__}, expected a dict")
+    pi_head_opts = args.get("pi_head_opts") or {}
+    return dict(net_args), dict(pi_head_opts)
+
+
+def write_model_file(config: PolicyConfig, path: str | os.PathLike) -> None:
+    """Write a `.model` file in the original layout (used by tests and for tiny demo models)."""
+    net_args, pi_head_opts = config.to_policy_kwargs()
+    data = {"model": {"args": {"net": {"args": net_args}, "pi_head_opts": pi_head_opts}}}
+    atomic_write_bytes(path, pickle.dumps(data, protocol=4))
+
+
+def load_policy_config(model: str | os.PathLike) -> PolicyConfig:
+    """A `.model` path or a preset name ('2x', '1x', '3x', 'tiny') -> PolicyConfig."""
+    if str(model).endswith(".model") or Path(model).is_file():
+        net_args, pi_head_opts = read_model_file(model)
+        return PolicyConfig.from_policy_kwargs(net_args, pi_head_opts)
+    return preset(str(model))
+
+
+def strip_key_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove `module.policy.` / `policy.` / `module.` from keys (the first that matches each key)."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in WEIGHT_KEY_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        if key in out:
+            raise WeightsMismatchError(f"key {key!r} appears twice after removing prefixes")
+        out[key] = value
+    return out
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """torch.load a plain state dict safely (tensors only, weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a plain state dict (name -> tensor), got {type(obj).__name__}")
+    return dict(obj)
+
+
+def check_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, allow_missing: tuple[str, ...] = ()
+) -> list[str]:
+    """Raise WeightsMismatchError unless keys and shapes match exactly; returns the allowed missing keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    tolerated = [k for k in missing if k in allow_missing]
+    missing = [k for k in missing if k not in allow_missing]
+    if missing or unexpected or wrong_shape:
+        lines = [f"{source} does not match {type(model).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+        if wrong_shape:
+            lines.append(f"  shape mismatches ({len(wrong_shape)}): " + "; ".join(wrong_shape))
+        lines.append("  (is the .model / --in_model the one these weights were trained with?)")
+        raise WeightsMismatchError("\n".join(lines))
+    return tolerated
+
+
+def load_policy_weights(
+    model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = (), verbose: bool = True
+) -> list[str]:
+    """Load a `.weights` file strictly (after stripping prefixes); returns keys left at their init."""
+    state_dict = strip_key_prefixes(read_state_dict(path))
+    tolerated = check_state_dict(model, state_dict, str(path), allow_missing)
+    model.load_state_dict(state_dict, strict=not tolerated)
+    if tolerated and verbose:
+        print(f"[weights] {path}: not in the file, left at their initial values: {', '.join(tolerated)}")
+    return tolerated
+
+
+def policy_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as plain contiguous CPU tensors, unwrapped from DDP / torch.compile."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_policy_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Save like the original (`torch.save(state_dict)`, no prefixes), atomically."""
+    atomic_torch_save(policy_state_dict(model), path)
+
+
+def export_safetensors(model_or_weights: nn.Module | str | os.PathLike, path: str | os.PathLike) -> None:
+    """Write the weights as `.safetensors` (no pickle at all when reading them back)."""
+    from safetensors.torch import save_file
+
+    if isinstance(model_or_weights, nn.Module):
+        state_dict = policy_state_dict(model_or_weights)
+    else:
+        state_dict = strip_key_prefixes(read_state_dict(model_or_weights))
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp))
+    os.replace(tmp, path)
