@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Step 4: train (or fine-tune) the STEVE-1 prior, the CVAE that turns a MineCLIP text embedding into a
+# visual goal embedding. Edit the variables below, then run from the repo root: bash 4_train_prior.sh
+# The original data.pkl (from download_weights.sh) is a pickle: convert it once to our safe format with
+#   python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
+
+# Pairs to train on: our .npz (text_embeds, visual_embeds, optional texts) or a .pkl (needs TRUST_PICKLE)
+DATA_PATH=data/prior_dataset/data.npz
+# Set to 1 to read a .pkl dataset (unpickling can run arbitrary code: only for files you trust); empty: refuse
+TRUST_PICKLE=
+# Prior to start from (e.g. data/weights/steve1/steve1_prior.pt); empty: train from scratch like the original
+IN_WEIGHTS=
+# Where the best-on-validation prior goes (steve1_prior.pt format; pass it to run_agent.py --prior_weights)
+OUTPUT_PATH=data/weights/steve1/steve1_prior_finetuned.pt
+# Pairs per optimizer step
+BATCH_SIZE=256
+# AdamW learning rate (constant)
+LR=1e-4
+# Passes over the training pairs
+N_EPOCHS=50
+# Pairs held out for validation (the best epoch on them is kept)
+N_VALIDATION=200
+# Weight of the KL term (the KL is summed over the batch, as in the original)
+BETA=1.0
+# Seed of the train/val split, initialisation and noise
+SEED=0
+# TensorBoard directory (view with: tensorboard --logdir logs/prior)
+LOG_DIR=logs/prior/run_$(date +%Y%m%d-%H%M%S)
+# Python interpreter with the toolkit installed
+PYTHON=${PYTHON:-.venv/bin/python}
+
+# Train; prints the settings, one line per epoch and "New best validation loss" when the output is written.
+"$PYTHON" prior_model/train_prior.py \
+  --data_path "$DATA_PATH" \
+  ${TRUST_PICKLE:+--trust_pickle} \
+  ${IN_WEIGHTS:+--in_weights "$IN_WEIGHTS"} \
+  --output_path "$OUTPUT_PATH" \
+  --batch_size "$BATCH_SIZE" \
+  --lr "$LR" \
+  --n_epochs "$N_EPOCHS" \
+  --n_validation "$N_VALIDATION" \
+  --beta "$BETA" \
+  --seed "$SEED" \
+  --log_dir "$LOG_DIR"

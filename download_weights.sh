@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Download the pretrained files into data/weights/ (VPT, MineCLIP, STEVE-1 agent and prior).
+# Edit the variables below, then run from the repo root: bash download_weights.sh
+# Safe to re-run: complete files are skipped and interrupted HTTP downloads resume.
+# Google Drive files need gdown (pip install gdown); without it the exact manual steps are printed.
+
+# Which files: vpt | mineclip | steve1 | all
+ONLY=all
+# Set to 1 to also fetch the prior's training pairs (data/prior_dataset/data.pkl, a pickle); empty: skip
+WITH_PRIOR_DATASET=
+# Root the files are placed under (the guide's scripts expect data)
+DATA_DIR=data
+# Where the VPT files are served (OpenAI's public bucket)
+BASE_URL=https://openaipublic.blob.core.windows.net/minecraft-rl/models/
+# Python interpreter with the toolkit installed
+PYTHON=${PYTHON:-.venv/bin/python}
+
+# Download; ends with a summary and exit status 0 only when every selected file is in place.
+"$PYTHON" data/weights_download.py \
+  --only "$ONLY" \
+  ${WITH_PRIOR_DATASET:+--with_prior_dataset} \
+  --data_dir "$DATA_DIR" \
+  --base_url "$BASE_URL"

@@ -1,0 +1,255 @@
+"""Train (or fine-tune) the STEVE-1 prior on (text embedding, visual embedding) pairs; step 4 of the guide.
+
+Reproduces the original train_vae.py: AdamW, batch 256, lr 1e-4, 50 epochs, beta 1, loss = beta * KL
+(summed over the batch) + MSE (mean), best-on-validation weights saved as a plain state dict (the
+steve1_prior.pt format). Differences on purpose: a seeded split and a seeded validation noise (the
+original's validation loss was random), fp32 instead of fp16 autocast, TensorBoard logging, a NaN stop,
+atomic checkpoint writes, and a pickle-free dataset format.
+
+    python prior_model/train_prior.py --data_path data/prior_dataset/data.npz
+    python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from prior_model.prior import GoalPrior, PriorCheckpointError, PriorConfig, load_prior, save_prior
+from prior_model.prior_dataset import (
+    PriorPairs,
+    UntrustedPickleError,
+    is_pickle_path,
+    load_pairs,
+    save_npz_pairs,
+    split_indices,
+)
+
+DEFAULT_DATA_PATH = "data/prior_dataset/data.npz"
+DEFAULT_OUTPUT_PATH = "data/weights/steve1/steve1_prior_finetuned.pt"  # never the user's steve1_prior.pt
+DEFAULT_LOG_ROOT = "logs/prior"
+VAL_NOISE_SEED_OFFSET = 1  # validation draws its own fixed noise, independent of the training stream
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line arguments; names follow the original train_vae.py where it had one."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_path", default=DEFAULT_DATA_PATH,
+                   help="pairs to train on: our .npz (text_embeds, visual_embeds [N,512] float32, optional texts) "
+                        "or the original data.pkl (needs --trust_pickle)")
+    p.add_argument("--trust_pickle", action="store_true",
+                   help="allow reading a .pkl dataset; unpickling can run arbitrary code, so only for files you trust")
+    p.add_argument("--convert_only", action="store_true",
+                   help="only convert --data_path to our .npz format (written to --npz_path) and exit")
+    p.add_argument("--npz_path", default=None,
+                   help="where --convert_only writes the .npz (default: --data_path with the suffix .npz)")
+    p.add_argument("--output_path", default=DEFAULT_OUTPUT_PATH,
+                   help="where the best-on-validation prior is written, as a plain state dict like steve1_prior.pt")
+    p.add_argument("--in_weights", default=None,
+                   help="start from this prior (e.g. data/weights/steve1/steve1_prior.pt); its sizes override "
+                        "--hidden_dim/--latent_dim. Default: train from scratch, as the original did")
+    p.add_argument("--hidden_dim", type=int, default=512, help="width of the prior's hidden layers (STEVE-1: 512)")
+    p.add_argument("--latent_dim", type=int, default=512, help="size of the latent z (STEVE-1: 512)")
+    p.add_argument("--batch_size", type=int, default=256, help="pairs per optimizer step")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant, as in the original)")
+    p.add_argument("--weight_decay", type=float, default=0.01,
+                   help="AdamW weight decay (0.01 is torch's default, which the original used)")
+    p.add_argument("--n_validation", type=int, default=200, help="pairs held out for validation")
+    p.add_argument("--n_epochs", type=int, default=50, help="passes over the training pairs")
+    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the loss")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split, the initialisation and the noise")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1...")
+    p.add_argument("--log_dir", default=None,
+                   help=f"TensorBoard directory (default: {DEFAULT_LOG_ROOT}/run_<YYYYmmdd-HHMMSS>)")
+    return p
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    best_val_loss: float
+    best_epoch: int
+    output_path: Path
+    log_dir: Path
+
+
+def fail(message: str) -> NoReturn:
+    """Stop with a message that says what to do (exit status 1)."""
+    raise SystemExit(f"error: {message}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for --device, checked before any work starts."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {name} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def read_dataset(args: argparse.Namespace) -> PriorPairs:
+    """Load --data_path, turning the known failures into messages that name the fix."""
+    path = Path(args.data_path)
+    if not path.exists():
+        hint = ""
+        pkl = path.with_suffix(".pkl")
+        if not is_pickle_path(path) and pkl.exists():
+            hint = (f"; the original {pkl} is there: convert it once with "
+                    f"`python prior_model/train_prior.py --data_path {pkl} --trust_pickle --convert_only`")
+        fail(f"--data_path {path} does not exist{hint}")
+    try:
+        pairs = load_pairs(path, trust_pickle=args.trust_pickle)
+    except UntrustedPickleError as e:
+        fail(str(e))
+    except ValueError as e:
+        fail(f"cannot read {path}: {e}")
+    bad = ~(np.isfinite(pairs.text_embeds).all(1) & np.isfinite(pairs.visual_embeds).all(1))
+    if bad.any():
+        fail(f"{path} has non-finite embeddings in {int(bad.sum())} pairs (first: row {int(np.argmax(bad))}); "
+             "remove them before training")
+    return pairs
+
+
+def evaluate(model: GoalPrior, text: torch.Tensor, visual: torch.Tensor, batch_size: int, beta: float,
+             seed: int) -> tuple[float, float, float]:
+    """Mean (total, recon, kl) over validation batches, with the same noise every call so epochs compare."""
+    model.eval()
+    generator = torch.Generator(device=text.device).manual_seed(seed)
+    sums = np.zeros(3)
+    n_batches = 0
+    with torch.no_grad():
+        for start in range(0, len(text), batch_size):
+            losses = model.loss(visual[start:start + batch_size], text[start:start + batch_size], beta, generator)
+            sums += [x.item() for x in losses]
+            n_batches += 1
+    model.train()
+    total, recon, kl = sums / n_batches
+    return float(total), float(recon), float(kl)
+
+
+def train(args: argparse.Namespace) -> TrainResult:
+    """Run the whole training; every check that can fail runs before the first step."""
+    for name in ("batch_size", "n_epochs", "hidden_dim", "latent_dim"):
+        if getattr(args, name) <= 0:
+            fail(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.lr <= 0 or args.beta < 0:
+        fail(f"--lr must be > 0 and --beta >= 0 (got {args.lr}, {args.beta})")
+    device = resolve_device(args.device)
+    pairs = read_dataset(args)
+    try:
+        train_idx, val_idx = split_indices(len(pairs), args.n_validation, args.seed)
+    except ValueError as e:
+        fail(str(e))
+
+    torch.manual_seed(args.seed)
+    if args.in_weights:
+        try:
+            model = load_prior(args.in_weights, device="cpu")
+        except (PriorCheckpointError, FileNotFoundError) as e:
+            fail(f"--in_weights: {e}")
+        if model.config.embed_dim != pairs.embed_dim:
+            fail(f"--in_weights has embed_dim {model.config.embed_dim} but the dataset's embeddings have {pairs.embed_dim}")
+    else:
+        model = GoalPrior(PriorConfig(embed_dim=pairs.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim))
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+    text_all = torch.from_numpy(pairs.text_embeds)
+    visual_all = torch.from_numpy(pairs.visual_embeds)
+    train_text, train_visual = text_all[train_idx].to(device), visual_all[train_idx].to(device)
+    val_text, val_visual = text_all[val_idx].to(device), visual_all[val_idx].to(device)
+
+    steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
+    log_dir = Path(args.log_dir or f"{DEFAULT_LOG_ROOT}/run_{time.strftime('%Y%m%d-%H%M%S')}")
+    output_path = Path(args.output_path)
+    settings = {**vars(args), "device": str(device), "log_dir": str(log_dir), "model_config": str(model.config),
+                "n_pairs": len(pairs), "n_train": len(train_idx), "n_val": len(val_idx),
+                "steps_per_epoch": steps_per_epoch, "total_steps": steps_per_epoch * args.n_epochs}
+    print("Prior training settings:")
+    for key, value in settings.items():
+        print(f"  {key}: {value}")
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    writer.add_text("hyperparameters", "|setting|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in settings.items()), 0)
+    val_seed = args.seed + VAL_NOISE_SEED_OFFSET
+    val_loss, val_recon, val_kl = evaluate(model, val_text, val_visual, args.batch_size, args.beta, val_seed)
+    print(f"Initial validation loss: {val_loss:.4f} (recon {val_recon:.4f}, kl {val_kl:.4f})")
+    writer.add_scalar("loss/val", val_loss, 0)
+    best_val_loss, best_epoch = math.inf, -1
+
+    shuffle_gen = torch.Generator().manual_seed(args.seed)
+    step = 0
+    try:
+        for epoch in range(args.n_epochs):
+            perm = torch.randperm(len(train_idx), generator=shuffle_gen).to(device)
+            epoch_losses = []
+            for start in tqdm(range(0, len(perm), args.batch_size), desc=f"Epoch {epoch}", leave=False):
+                idx = perm[start:start + args.batch_size]
+                loss, recon, kl = model.loss(train_visual[idx], train_text[idx], args.beta)
+                if not torch.isfinite(loss):
+                    fail(f"the loss became {loss.item()} at epoch {epoch}, step {step} (recon {recon.item()}, "
+                         f"kl {kl.item()}); try a lower --lr (now {args.lr}) or check the dataset's embeddings")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                epoch_losses.append(loss.item())
+                writer.add_scalar("loss/train", loss.item(), step)
+                writer.add_scalar("loss/recon", recon.item(), step)
+                writer.add_scalar("loss/kl", kl.item(), step)
+                writer.add_scalar("learning_rate", optimizer.param_groups[0]["lr"], step)
+
+            val_loss, val_recon, val_kl = evaluate(model, val_text, val_visual, args.batch_size, args.beta, val_seed)
+            writer.add_scalar("loss/val", val_loss, step)
+            writer.add_scalar("loss/val_recon", val_recon, step)
+            writer.add_scalar("loss/val_kl", val_kl, step)
+            print(f"Epoch {epoch}: train loss {np.mean(epoch_losses):.4f}, val loss {val_loss:.4f} "
+                  f"(recon {val_recon:.4f}, kl {val_kl:.4f})")
+            if val_loss < best_val_loss:
+                best_val_loss, best_epoch = val_loss, epoch
+                save_prior(model, output_path)
+                print(f"New best validation loss {val_loss:.4f}: saved {output_path}")
+    finally:
+        writer.close()
+    print(f"Best validation loss {best_val_loss:.4f} at epoch {best_epoch}; prior written to {output_path}")
+    return TrainResult(best_val_loss, best_epoch, output_path, log_dir)
+
+
+def convert(args: argparse.Namespace) -> Path:
+    """--convert_only: write --data_path as our pickle-free .npz."""
+    src = Path(args.data_path)
+    dest = Path(args.npz_path) if args.npz_path else src.with_suffix(".npz")
+    if dest.resolve() == src.resolve():
+        fail(f"--npz_path {dest} would overwrite --data_path; choose another name")
+    pairs = read_dataset(args)
+    save_npz_pairs(pairs, dest)
+    texts = "with" if pairs.texts is not None else "without"
+    print(f"Wrote {len(pairs)} pairs (embed dim {pairs.embed_dim}, {texts} texts) to {dest}; "
+          f"train with --data_path {dest}")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, then convert or train."""
+    args = build_parser().parse_args(argv)
+    if args.convert_only:
+        convert(args)
+    else:
+        train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""HTTP downloads (resume, retries, checks, atomic placement) and the weights downloader, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data import weights_download
+from data.http_download import DownloadError, download_file, part_path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FILE_BYTES = 300_000
+CUT_AT = 100_000
+
+
+@dataclass
+class ServerState:
+    """What the test server serves and what it saw."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the first response dies
+    cut_always: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before every response dies
+    ignore_range: bool = False
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """GET with `Range: bytes=N-` support and scripted connection cuts (HTTP/1.0: one request per connection)."""
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        state: ServerState = self.server.state
+        range_header = self.headers.get("Range")
+        state.requests.append((self.path, range_header))
+        body = state.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+        if match and not state.ignore_range:
+            start = int(match.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        cut = state.cut_always.get(self.path, state.cut_once.pop(self.path, None))
+        self.wfile.write(payload if cut is None else payload[:cut])
+        self.close_connection = True
+
+
+@pytest.fixture
+def server():
+    """A threaded HTTP server on 127.0.0.1 with a random port; yields (base_url, state)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd.state = ServerState()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _random_bytes(n: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _get(url: str, dest: Path, **kwargs) -> Path:
+    return download_file(url, dest, progress=False, backoff_s=0.0, **kwargs)
+
+
+def test_download_places_the_file(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = _get(f"{base}/a.bin", tmp_path / "x" / "a.bin", expected_size=FILE_BYTES, expected_md5=_md5(body))
+    assert dest.read_bytes() == body
+    assert not part_path(dest).exists()
+
+
+def test_cut_download_resumes_with_range(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    state.cut_once["/a.bin"] = CUT_AT
+    dest = _get(f"{base}/a.bin", tmp_path / "a.bin", expected_md5=_md5(body))
+    assert _md5(dest.read_bytes()) == _md5(body)
+    assert state.requests == [("/a.bin", None), ("/a.bin", f"bytes={CUT_AT}-")]
+
+
+def test_existing_part_file_is_resumed(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    part_path(dest).write_bytes(body[:CUT_AT])
+    _get(f"{base}/a.bin", dest, expected_md5=_md5(body))
+    assert dest.read_bytes() == body
+    assert state.requests == [("/a.bin", f"bytes={CUT_AT}-")]
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    state.cut_once["/a.bin"] = CUT_AT
+    state.ignore_range = True
+    dest = _get(f"{base}/a.bin", tmp_path / "a.bin", expected_md5=_md5(body))
+    assert dest.read_bytes() == body  # not the first CUT_AT bytes twice
+
+
+def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    part_path(dest).write_bytes(body)
+    _get(f"{base}/a.bin", dest)  # the server answers 416 with the total: nothing is missing
+    assert dest.read_bytes() == body
+    assert state.requests == [("/a.bin", f"bytes={FILE_BYTES}-")]
+
+
+def test_wrong_md5_fails_and_leaves_no_file(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError, match="md5 mismatch .* expected 0123456789abcdef0123456789abcdef"):
+        _get(f"{base}/a.bin", dest, expected_md5="0123456789abcdef0123456789abcdef")
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_wrong_size_fails_and_leaves_no_file(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError, match=f"has {FILE_BYTES} bytes, expected 12"):
+        _get(f"{base}/a.bin", dest, expected_size=12)
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_complete_file_is_skipped(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = _get(f"{base}/a.bin", tmp_path / "a.bin", expected_md5=_md5(body))
+    state.requests.clear()
+    _get(f"{base}/a.bin", dest, expected_md5=_md5(body))
+    _get(f"{base}/a.bin", dest)
+    assert state.requests == []
+
+
+def test_a_file_with_the_wrong_md5_in_place_is_replaced(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(b"stale")
+    _get(f"{base}/a.bin", dest, expected_md5=_md5(body))
+    assert dest.read_bytes() == body
+
+
+def test_not_found_is_not_retried(server, tmp_path):
+    base, state = server
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        _get(f"{base}/missing.bin", tmp_path / "m.bin", retries=3)
+    assert len(state.requests) == 1
+
+
+def test_retries_stop_when_no_progress_is_made(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = _random_bytes(FILE_BYTES)
+    state.cut_always["/a.bin"] = 0
+    with pytest.raises(DownloadError, match="after 3 attempts without progress"):
+        _get(f"{base}/a.bin", tmp_path / "a.bin", retries=2)
+    assert len(state.requests) == 3
+    assert not (tmp_path / "a.bin").exists()
+
+
+def test_progress_resets_the_retry_budget(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    state.cut_always["/a.bin"] = 40_000  # every response dies, but each brings new bytes
+    dest = _get(f"{base}/a.bin", tmp_path / "a.bin", retries=1, expected_md5=_md5(body))
+    assert dest.read_bytes() == body
+
+
+def test_download_weights_places_vpt_files(server, tmp_path, capsys):
+    base, state = server
+    bodies = {name: _random_bytes(1000 + i, seed=i) for i, name in
+              enumerate(["2x.model", "rl-from-foundation-2x.weights", "foundation-model-2x.weights"])}
+    for name, body in bodies.items():
+        state.files[f"/models/{name}"] = body
+    argv = ["--only", "vpt", "--base_url", f"{base}/models/", "--data_dir", str(tmp_path / "data"), "--no_progress"]
+    assert weights_download.main(argv) == 0
+    for name, body in bodies.items():
+        assert (tmp_path / "data" / "weights" / "vpt" / name).read_bytes() == body
+
+    state.requests.clear()
+    assert weights_download.main(argv) == 0
+    assert state.requests == []
+    assert "already complete" in capsys.readouterr().out
+
+
+def test_drive_files_without_gdown_print_manual_steps(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(weights_download, "gdown_module", lambda: None)
+    argv = ["--only", "mineclip", "--data_dir", str(tmp_path / "data")]
+    assert weights_download.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "https://drive.google.com/file/d/1uaZM1ZLBz2dZWcn85rZmjP7LV6Sg5PZW/view" in out
+    assert str(tmp_path / "data" / "weights" / "mineclip" / "attn.pth") in out
+    assert "b5ece9198337cfd117a3bfbd921e56da" in out
+    assert "pip install gdown" in out
+
+
+class FakeGdown:
+    """Stands in for the gdown module: writes a file, or raises like a Drive quota error."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
+
+    def download(self, url: str, output: str, quiet: bool = False) -> str:
+        self.calls.append((url, output))
+        if self.fail:
+            raise RuntimeError("Too many users have viewed or downloaded this file recently")
+        Path(output).write_bytes(b"weights from drive")
+        return output
+
+
+def test_drive_files_with_gdown_are_placed_atomically(tmp_path, monkeypatch):
+    fake = FakeGdown()
+    monkeypatch.setattr(weights_download, "gdown_module", lambda: fake)
+    assert weights_download.main(["--only", "steve1", "--data_dir", str(tmp_path)]) == 0
+    target = tmp_path / "weights" / "steve1" / "steve1_prior.pt"
+    assert target.read_bytes() == b"weights from drive"
+    assert fake.calls[1] == ("https://drive.google.com/uc?id=1OdX5wiybK8jALVfP5_dEo0CWm9BQbDES", str(part_path(target)))
+    assert not part_path(target).exists()
+
+
+def test_gdown_failure_falls_back_to_manual_steps(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(weights_download, "gdown_module", lambda: FakeGdown(fail=True))
+    assert weights_download.main(["--only", "steve1", "--data_dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "Too many users" in out and "save it as" in out
+    assert not (tmp_path / "weights" / "steve1" / "steve1.weights").exists()
+
+
+def test_mirror_with_wrong_attn_md5_is_rejected(server, tmp_path, capsys):
+    base, state = server
+    state.files["/mirror/attn.pth"] = _random_bytes(5000)
+    argv = ["--only", "mineclip", "--mirror_url", f"{base}/mirror", "--data_dir", str(tmp_path / "data"),
+            "--no_progress"]
+    assert weights_download.main(argv) == 1
+    assert "md5 mismatch" in capsys.readouterr().out
+    assert not (tmp_path / "data" / "weights" / "mineclip" / "attn.pth").exists()
+
+
+def test_file_selection():
+    names = lambda files: [f.name for f in files]  # noqa: E731
+    assert names(weights_download.select_files("steve1", False)) == ["steve1.weights", "steve1_prior.pt"]
+    assert "data.pkl" in names(weights_download.select_files("vpt", True))
+    assert len(weights_download.select_files("all", False)) == 6
+
+
+def test_shell_script_flags_exist_in_the_entrypoint():
+    script = (REPO_ROOT / "download_weights.sh").read_text()
+    call = script.split("data/weights_download.py", 1)[1]
+    known = {s for action in weights_download.build_parser()._actions for s in action.option_strings}
+    flags = set(re.findall(r"(--[a-z_]+)", call))
+    assert flags and flags <= known
