@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from toolkit_utils.safe_load import load_tensors_only
+
 from mineclip_model.image_encoder import (
     MINECLIP_FRAME_HEIGHT,
     MINECLIP_FRAME_WIDTH,
@@ -279,11 +281,11 @@ def load_mineclip(
                 "incomplete or this is another file. Download it again, or pass check_md5=False for your own weights"
             )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_tensors_only(path)
     except pickle.UnpicklingError as err:
         raise ValueError(
-            f"{path} holds Python objects other than tensors and plain containers; it is refused rather "
-            f"than unpickled unsafely ({err})"
+            f"{path} asks to run code while loading; it is refused rather than unpickled unsafely "
+            f"({str(err).splitlines()[0]})"
         ) from err
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
         raise ValueError(f"{path} is not a MineCLIP checkpoint: expected a dict with a 'state_dict' dict of tensors")

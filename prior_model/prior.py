@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from toolkit_utils.state_dicts import check_state_dict, read_state_dict
+
 MINECLIP_EMBED_DIM = 512
 
 
@@ -102,10 +104,6 @@ class GoalPrior(nn.Module):
         return beta * kl + recon, recon, kl
 
 
-class PriorCheckpointError(ValueError):
-    """A prior checkpoint that does not match the model it should load into."""
-
-
 def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> PriorConfig:
     """Infer the prior's sizes from a state dict (real files give the 512/512/512 default)."""
     enc_in, enc_out = state_dict.get("encoder.0.weight"), state_dict.get("encoder.6.weight")
@@ -114,40 +112,16 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> PriorConfig:
     return PriorConfig(embed_dim=enc_in.shape[1] // 2, hidden_dim=enc_in.shape[0], latent_dim=enc_out.shape[0] // 2)
 
 
-def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Raise one PriorCheckpointError naming every missing, unexpected and mis-shaped key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mis_shaped = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or mis_shaped):
-        return
-    lines = [f"{source} is not a STEVE-1 prior state dict matching {model.config}:"]
-    if missing:
-        lines.append("  missing keys: " + ", ".join(missing))
-    if unexpected:
-        lines.append("  unexpected keys: " + ", ".join(unexpected))
-    if mis_shaped:
-        lines.append("  shape mismatches: " + "; ".join(mis_shaped))
-    lines.append("  (expected a plain state dict with keys encoder.{0,1,3,4,6}.* and decoder.{0,1,3,4,6}.*)")
-    raise PriorCheckpointError("\n".join(lines))
-
-
 def load_prior(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
     config: PriorConfig | None = None,
 ) -> GoalPrior:
     """Load a prior from a plain state dict (e.g. steve1_prior.pt) strictly; sizes inferred unless given."""
-    state_dict = torch.load(Path(path), map_location=device, weights_only=True)
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise PriorCheckpointError(f"{path} does not hold a plain state dict (a dict of tensors)")
+    state_dict = read_state_dict(path)
     model = GoalPrior(config or config_from_state_dict(state_dict))
-    check_state_dict(model, state_dict, str(path))
+    check_state_dict(model, state_dict, str(path),
+                     hint="expected a plain state dict with keys encoder.{0,1,3,4,6}.* and decoder.{0,1,3,4,6}.*")
     model.load_state_dict(state_dict, strict=True)
     return model.to(device).eval()
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,15 +155,28 @@ def test_md5_is_checked_only_when_asked(tmp_path, tiny_model, monkeypatch):
     load_mineclip(path, config=TINY, check_md5=True)
 
 
-class NotATensor:
-    pass
+class TrainingConfig:
+    """Stands for metadata a real checkpoint may pickle beside its tensors (e.g. a training config)."""
+
+    def __init__(self) -> None:
+        self.lr = 1e-4
 
 
-def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path, tiny_model):
-    path = tmp_path / "evil.pth"
-    torch.save({"state_dict": original_state_dict(tiny_model), "extra": NotATensor()}, path)
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def test_checkpoint_metadata_objects_are_tolerated_but_code_is_refused(tmp_path, tiny_model, capfd):
+    path = tmp_path / "with_config.pth"
+    torch.save({"state_dict": original_state_dict(tiny_model), "hyper_parameters": TrainingConfig()}, path)
+    loaded = load_mineclip(path, config=TINY)  # the foreign class becomes an inert stand-in
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny_model.state_dict().values()))
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": original_state_dict(tiny_model), "extra": RunsCode()}, evil)
     with pytest.raises(ValueError, match="refused"):
-        load_mineclip(path, config=TINY)
+        load_mineclip(evil, config=TINY)
+    assert "must never run" not in capfd.readouterr().out
 
 
 def test_missing_file_says_where_to_get_it(tmp_path):

@@ -11,7 +11,6 @@ from conftest import random_obs, randomize_
 from embed_conditioned_policy import GOAL_LAYER_KEYS, SteveAgentPolicy
 from vpt_model.config import PolicyConfig, preset
 from vpt_model.model_files import (
-    WeightsMismatchError,
     export_safetensors,
     load_policy_config,
     load_policy_weights,
@@ -19,6 +18,7 @@ from vpt_model.model_files import (
     save_policy_weights,
     write_model_file,
 )
+from toolkit_utils.state_dicts import StateDictMismatchError
 from vpt_model.policy import MinecraftAgentPolicy
 
 
@@ -57,7 +57,7 @@ def test_wrong_shape_missing_and_unexpected_keys_are_named(tiny_policy, tiny_con
     sd["net.extra_layer.weight"] = torch.zeros(2)
     path = tmp_path / "bad.weights"
     torch.save(sd, path)
-    with pytest.raises(WeightsMismatchError) as err:
+    with pytest.raises(StateDictMismatchError) as err:
         load_policy_weights(SteveAgentPolicy(tiny_config), path)
     message = str(err.value)
     assert "net.final_ln.bias" in message and "missing" in message
@@ -73,7 +73,7 @@ def test_vpt_weights_into_steve1_leave_only_goal_layer_missing(tiny_config, tmp_
     save_policy_weights(vpt, path)
     steve = SteveAgentPolicy(tiny_config)
     # strict by default: the goal layer is reported missing
-    with pytest.raises(WeightsMismatchError, match="net.mineclip_embed_linear.weight"):
+    with pytest.raises(StateDictMismatchError, match="net.mineclip_embed_linear.weight"):
         load_policy_weights(steve, path)
     tolerated = load_policy_weights(steve, path, allow_missing=GOAL_LAYER_KEYS)
     assert sorted(tolerated) == sorted(GOAL_LAYER_KEYS)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from prior_model.prior import GoalPrior, PriorCheckpointError, PriorConfig, load_prior, save_prior
+from prior_model.prior import GoalPrior, PriorConfig, load_prior, save_prior
+from toolkit_utils.state_dicts import StateDictMismatchError
 from prior_model.prior_dataset import load_npz_pairs, save_npz_pairs, split_indices, PriorPairs
 from prior_model.train_prior import build_parser, main
 
@@ -110,7 +111,7 @@ def test_wrong_shape_is_named(tmp_path):
     state = GoalPrior(TINY).state_dict()
     state["decoder.6.weight"] = torch.zeros(7, 16)
     torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(PriorCheckpointError, match=r"shape mismatches: decoder\.6\.weight: checkpoint \(7, 16\)"):
+    with pytest.raises(StateDictMismatchError, match=r"shape mismatches \(1\): decoder\.6\.weight: file \(7, 16\)"):
         load_prior(tmp_path / "bad.pt")
 
 
@@ -119,10 +120,10 @@ def test_missing_and_unexpected_keys_are_named_in_one_error(tmp_path):
     del state["encoder.3.bias"]
     state["module.extra"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(PriorCheckpointError) as info:
+    with pytest.raises(StateDictMismatchError) as info:
         load_prior(tmp_path / "bad.pt")
-    assert "missing keys: encoder.3.bias" in str(info.value)
-    assert "unexpected keys: module.extra" in str(info.value)
+    assert "missing keys (1): encoder.3.bias" in str(info.value)
+    assert "unexpected keys (1): module.extra" in str(info.value)
 
 
 def test_split_is_deterministic_and_disjoint():

@@ -11,15 +11,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict
 from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
 from vpt_model.config import PolicyConfig, preset
 
 # Prefixes the original training code left on saved keys (DDP / its policy wrapper).
 WEIGHT_KEY_PREFIXES = ("module.policy.", "policy.", "module.")
-
-
-class WeightsMismatchError(ValueError):
-    """A weights file does not fit the model; the message lists every offending key."""
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -81,50 +78,9 @@ def strip_key_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
                 key = key[len(prefix):]
                 break
         if key in out:
-            raise WeightsMismatchError(f"key {key!r} appears twice after removing prefixes")
+            raise StateDictMismatchError(f"key {key!r} appears twice after removing prefixes")
         out[key] = value
     return out
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """torch.load a plain state dict safely (tensors only, weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a plain state dict (name -> tensor), got {type(obj).__name__}")
-    return dict(obj)
-
-
-def check_state_dict(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, allow_missing: tuple[str, ...] = ()
-) -> list[str]:
-    """Raise WeightsMismatchError unless keys and shapes match exactly; returns the allowed missing keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
-    tolerated = [k for k in missing if k in allow_missing]
-    missing = [k for k in missing if k not in allow_missing]
-    if missing or unexpected or wrong_shape:
-        lines = [f"{source} does not match {type(model).__name__}:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): " + ", ".join(missing))
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
-        if wrong_shape:
-            lines.append(f"  shape mismatches ({len(wrong_shape)}): " + "; ".join(wrong_shape))
-        lines.append("  (is the .model / --in_model the one these weights were trained with?)")
-        raise WeightsMismatchError("\n".join(lines))
-    return tolerated
 
 
 def load_policy_weights(
@@ -132,7 +88,9 @@ def load_policy_weights(
 ) -> list[str]:
     """Load a `.weights` file strictly (after stripping prefixes); returns keys left at their init."""
     state_dict = strip_key_prefixes(read_state_dict(path))
-    tolerated = check_state_dict(model, state_dict, str(path), allow_missing)
+    tolerated = check_state_dict(
+        model, state_dict, str(path), allow_missing, hint="is the .model / --in_model the one these weights were trained with?"
+    )
     model.load_state_dict(state_dict, strict=not tolerated)
     if tolerated and verbose:
         print(f"[weights] {path}: not in the file, left at their initial values: {', '.join(tolerated)}")
