@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -14,72 +11,18 @@ import pytest
 
 from data import weights_download
 from data.http_download import DownloadError, download_file, part_path
+from local_http import serve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FILE_BYTES = 300_000
 CUT_AT = 100_000
 
 
-@dataclass
-class ServerState:
-    """What the test server serves and what it saw."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the first response dies
-    cut_always: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before every response dies
-    ignore_range: bool = False
-    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
-
-
-class RangeHandler(BaseHTTPRequestHandler):
-    """GET with `Range: bytes=N-` support and scripted connection cuts (HTTP/1.0: one request per connection)."""
-
-    def log_message(self, *args) -> None:  # keep pytest output clean
-        pass
-
-    def do_GET(self) -> None:
-        state: ServerState = self.server.state
-        range_header = self.headers.get("Range")
-        state.requests.append((self.path, range_header))
-        body = state.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
-        if match and not state.ignore_range:
-            start = int(match.group(1))
-            if start >= len(body):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        payload = body[start:]
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        cut = state.cut_always.get(self.path, state.cut_once.pop(self.path, None))
-        self.wfile.write(payload if cut is None else payload[:cut])
-        self.close_connection = True
-
-
 @pytest.fixture
 def server():
     """A threaded HTTP server on 127.0.0.1 with a random port; yields (base_url, state)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.state = ServerState()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve() as running:
+        yield running
 
 
 def _random_bytes(n: int, seed: int = 0) -> bytes:
