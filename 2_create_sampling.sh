@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Step 2: split the converted episodes into training and validation lists for step 3.
+# Edit the variables, then run from the repo root: bash 2_create_sampling.sh
+# Writes $OUTPUT_DIR/${NAME}_train.txt, ${NAME}_val.txt and ${NAME}_summary.json.
+set -euo pipefail
+
+# neurips: one dataset; mixed: several datasets sharing the frame budget by DATASET_WEIGHTS
+TYPE=${TYPE:-neurips}
+# Sampling name: 3_train*.sh reads it as SAMPLING_NAME
+NAME=${NAME:-finetune}
+# Where the lists go
+OUTPUT_DIR=${OUTPUT_DIR:-data/samplings}
+# Dataset directories from step 1 (comma-separated; mixed: e.g. data/dataset_contractor,data/dataset_custom)
+DATASET_DIRS=${DATASET_DIRS:-data/dataset_contractor}
+# mixed only: share of the frames per dataset (e.g. 0.8,0.2 keeps 20% old data against forgetting)
+DATASET_WEIGHTS=${DATASET_WEIGHTS:-}
+# Frames held out for validation (whole episodes)
+VAL_FRAMES=${VAL_FRAMES:-20000}
+# Frames for training; -1 = all the rest
+TRAIN_FRAMES=${TRAIN_FRAMES:--1}
+# Reuse the validation episodes of an earlier sampling name (keeps val loss comparable); empty: new split
+VAL_FROM=${VAL_FROM:-}
+# The T you will train with: shorter episodes (< T + 15 frames) are left out
+T=${T:-320}
+# Shuffle seed (same seed + same data = same lists on any machine)
+SEED=${SEED:-0}
+# Python interpreter with the toolkit installed
+PYTHON=${PYTHON:-.venv/bin/python}
+
+"$PYTHON" data/sampling/generate_sampling.py \
+  --type "$TYPE" --name "$NAME" --output_dir "$OUTPUT_DIR" \
+  --dataset_dirs "$DATASET_DIRS" ${DATASET_WEIGHTS:+--dataset_weights "$DATASET_WEIGHTS"} \
+  --val_frames "$VAL_FRAMES" --train_frames "$TRAIN_FRAMES" ${VAL_FROM:+--val_from "$VAL_FROM"} \
+  --T "$T" --seed "$SEED"

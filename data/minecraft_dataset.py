@@ -1,0 +1,190 @@
+"""Training samples: T consecutive frames of an episode with hindsight-relabelled goal embeddings.
+
+A sample is a dict of numpy arrays:
+    img            uint8   (T, 128, 128, 3)  RGB frames
+    mineclip_embed float32 (T, 512)          goal embedding each frame is conditioned on (zeros: unconditional)
+    buttons        int64   (T,)              joint button index (0..8640) of the action taken at the frame
+    camera         int64   (T,)              joint camera index (0..120)
+    firsts         bool    (T,)              True at the sample's first frame (a new episode for the policy)
+
+Hindsight relabelling (SPEC section 7): walk the episode choosing goal frames with gaps drawn uniformly
+from [min_btwn_goals, max_btwn_goals); a goal closer than min_btwn_goals to the end moves to the last
+frame. Frame t is conditioned on the embedding of the first goal frame g >= t. The original used g >= t - 1
+(it moved on to the next goal one frame late, so the frame after a goal still asked for the goal just
+reached); we fix that off-by-one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from data.EpisodeStorage import EMBED_START, load_episode
+
+DEFAULT_EPISODE_CACHE = 32  # open episodes kept per worker (actions in memory, embeddings memory-mapped)
+
+
+def sample_goal_frames(num_frames: int, min_btwn_goals: int, max_btwn_goals: int, rng: np.random.Generator) -> np.ndarray:
+    """Goal frame indices for a whole episode, increasing, the last one = num_frames - 1."""
+    goals = []
+    current = 0
+    while current < num_frames - 1:
+        current += int(rng.integers(min_btwn_goals, max_btwn_goals))
+        if num_frames - current < min_btwn_goals:
+            current = num_frames - 1
+        goals.append(current)
+    return np.asarray(goals, dtype=np.int64)
+
+
+def goal_frame_per_frame(goals: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """For frames start..stop-1, the first goal frame at or after each frame."""
+    return goals[np.searchsorted(goals, np.arange(start, stop), side="left")]
+
+
+def chunk_starts(num_frames: int, T: int) -> list[int]:
+    """Sample start frames of one episode: from frame 15 in steps of T; the last chunk ends at the episode end."""
+    starts = []
+    for start in range(EMBED_START, num_frames, T):
+        starts.append(min(start, num_frames - T))
+    return sorted(set(starts))
+
+
+def read_sampling_file(path: str | os.PathLike) -> list[str]:
+    """One episode directory per line (blank lines and '#' comments ignored)."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+
+
+class ColorJitter:
+    """Random brightness/contrast/saturation and grayscale, the same for all frames of a sample."""
+
+    def __init__(self, strength: float = 0.2, p_grayscale: float = 0.1) -> None:
+        self.strength = strength
+        self.p_grayscale = p_grayscale
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = frames.astype(np.float32)
+        brightness, contrast, saturation = 1.0 + rng.uniform(-self.strength, self.strength, size=3)
+        gray = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (T, H, W)
+        x = gray[..., None] + saturation * (x - gray[..., None])
+        x = gray.mean() + contrast * (x - gray.mean())
+        x = x * brightness
+        if rng.random() < self.p_grayscale:
+            x = np.repeat((x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None], 3, axis=-1)
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+
+class MinecraftDataset(Dataset):
+    """Samples of T frames from the listed episodes; see the module docstring for what a sample holds."""
+
+    def __init__(
+        self,
+        episode_dirs: Sequence[str],
+        T: int,
+        min_btwn_goals: int = 15,
+        max_btwn_goals: int = 200,
+        p_uncond: float = 0.1,
+        seed: int = 0,
+        train: bool = True,
+        augment: bool = False,
+        trust_legacy_pickle: bool = False,
+        episode_cache: int = DEFAULT_EPISODE_CACHE,
+    ) -> None:
+        if min_btwn_goals < EMBED_START:
+            raise ValueError(f"min_btwn_goals ({min_btwn_goals}) must be >= {EMBED_START}: earlier frames have no embedding")
+        if max_btwn_goals <= min_btwn_goals:
+            raise ValueError(f"max_btwn_goals ({max_btwn_goals}) must exceed min_btwn_goals ({min_btwn_goals})")
+        self.episode_dirs = list(episode_dirs)
+        self.T = T
+        self.min_btwn_goals = min_btwn_goals
+        self.max_btwn_goals = max_btwn_goals
+        self.p_uncond = p_uncond if train else 0.0  # validation: every sample conditioned, comparable across runs
+        self.seed = seed
+        self.train = train
+        self.augment = ColorJitter() if (augment and train) else None
+        self.trust_legacy_pickle = trust_legacy_pickle
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self._cache_pid = os.getpid()  # the process whose open files the cache holds
+        self._cache_size = episode_cache
+        self.num_frames = []
+        self.samples: list[tuple[int, int]] = []  # (episode index, start frame)
+        too_short = []
+        for i, path in enumerate(self.episode_dirs):
+            n = self._episode(i).num_frames
+            self.num_frames.append(n)
+            if n < T + EMBED_START:
+                too_short.append(f"{path} ({n} frames)")
+                continue
+            self.samples += [(i, s) for s in chunk_starts(n, T)]
+        if too_short:
+            raise ValueError(
+                f"--T {T} needs episodes of >= {T + EMBED_START} frames; too short: {', '.join(too_short[:5])}"
+                + (f" and {len(too_short) - 5} more" if len(too_short) > 5 else "")
+                + " (regenerate the sampling with the same --T)"
+            )
+        if not self.samples:
+            raise ValueError("the sampling lists no episodes")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()  # open videos and memory maps stay in the process that opened them
+        return state
+
+    @property
+    def total_frames(self) -> int:
+        return len(self.samples) * self.T
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _episode(self, index: int):
+        if self._cache_pid != os.getpid():
+            # A forked DataLoader worker inherits the parent's open videos, whose file offsets it shares
+            # with the parent and the other workers: concurrent seeks would read each other's bytes.
+            self._cache = OrderedDict()
+            self._cache_pid = os.getpid()
+        episode = self._cache.get(index)
+        if episode is None:
+            episode = load_episode(self.episode_dirs[index], trust_legacy_pickle=self.trust_legacy_pickle)
+            self._cache[index] = episode
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(index)
+        return episode
+
+    def _rng(self, key: int | tuple[int, int]) -> np.random.Generator:
+        if self.train:
+            epoch, index = key if isinstance(key, tuple) else (0, key)
+            return np.random.default_rng([self.seed, epoch, index])
+        index = key[1] if isinstance(key, tuple) else key
+        return np.random.default_rng([self.seed, 1_000_003, index])  # validation: fixed per sample, any epoch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, np.ndarray]:
+        """key: a sample index, or (epoch, index) so training randomness differs per epoch and resumes exactly."""
+        index = key[1] if isinstance(key, tuple) else key
+        episode_index, start = self.samples[index]
+        episode = self._episode(episode_index)
+        stop = start + self.T
+        rng = self._rng(key)
+        goals = sample_goal_frames(episode.num_frames, self.min_btwn_goals, self.max_btwn_goals, rng)
+        goal_frames = goal_frame_per_frame(goals, start, stop)
+        embeds = np.asarray(episode.embeds[goal_frames], dtype=np.float32)  # fancy index of a memmap: a copy
+        if self.p_uncond > 0 and rng.random() < self.p_uncond:
+            embeds = np.zeros_like(embeds)
+        frames = episode.read_frames(start, stop)
+        if self.augment is not None:
+            frames = self.augment(frames, rng)
+        firsts = np.zeros(self.T, dtype=bool)
+        firsts[0] = True
+        return {
+            "img": frames,
+            "mineclip_embed": embeds,
+            "buttons": np.asarray(episode.agent_buttons[start:stop], dtype=np.int64),
+            "camera": np.asarray(episode.agent_camera[start:stop], dtype=np.int64),
+            "firsts": firsts,
+        }
