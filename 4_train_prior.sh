@@ -5,27 +5,27 @@
 #   python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
 
 # Pairs to train on: our .npz (text_embeds, visual_embeds, optional texts) or a .pkl (needs TRUST_PICKLE)
-DATA_PATH=data/prior_dataset/data.npz
+DATA_PATH=${DATA_PATH:-data/prior_dataset/data.npz}
 # Set to 1 to read a .pkl dataset (unpickling can run arbitrary code: only for files you trust); empty: refuse
-TRUST_PICKLE=
+TRUST_PICKLE=${TRUST_PICKLE:-}
 # Prior to start from (e.g. data/weights/steve1/steve1_prior.pt); empty: train from scratch like the original
-IN_WEIGHTS=
+IN_WEIGHTS=${IN_WEIGHTS:-}
 # Where the best-on-validation prior goes (steve1_prior.pt format; pass it to run_agent.py --prior_weights)
-OUTPUT_PATH=data/weights/steve1/steve1_prior_finetuned.pt
+OUTPUT_PATH=${OUTPUT_PATH:-data/weights/steve1/steve1_prior_finetuned.pt}
 # Pairs per optimizer step
-BATCH_SIZE=256
+BATCH_SIZE=${BATCH_SIZE:-256}
 # AdamW learning rate (constant)
-LR=1e-4
+LR=${LR:-1e-4}
 # Passes over the training pairs
-N_EPOCHS=50
+N_EPOCHS=${N_EPOCHS:-50}
 # Pairs held out for validation (the best epoch on them is kept)
-N_VALIDATION=200
+N_VALIDATION=${N_VALIDATION:-200}
 # Weight of the KL term (the KL is summed over the batch, as in the original)
-BETA=1.0
+BETA=${BETA:-1.0}
 # Seed of the train/val split, initialisation and noise
-SEED=0
+SEED=${SEED:-0}
 # TensorBoard directory (view with: tensorboard --logdir logs/prior)
-LOG_DIR=logs/prior/run_$(date +%Y%m%d-%H%M%S)
+LOG_DIR=${LOG_DIR:-logs/prior/run_$(date +%Y%m%d-%H%M%S)}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 

@@ -5,13 +5,13 @@
 # Google Drive files need gdown (pip install gdown); without it the exact manual steps are printed.
 
 # Which files: vpt | mineclip | steve1 | all
-ONLY=all
+ONLY=${ONLY:-all}
 # Set to 1 to also fetch the prior's training pairs (data/prior_dataset/data.pkl, a pickle); empty: skip
-WITH_PRIOR_DATASET=
+WITH_PRIOR_DATASET=${WITH_PRIOR_DATASET:-}
 # Root the files are placed under (the guide's scripts expect data)
-DATA_DIR=data
+DATA_DIR=${DATA_DIR:-data}
 # Where the VPT files are served (OpenAI's public bucket)
-BASE_URL=https://openaipublic.blob.core.windows.net/minecraft-rl/models/
+BASE_URL=${BASE_URL:-https://openaipublic.blob.core.windows.net/minecraft-rl/models/}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 

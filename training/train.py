@@ -202,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     val_dirs = read_sampling_file(Path(args.sampling_dir) / f"{args.sampling}_val.txt")
     common = dict(T=args.T, min_btwn_goals=args.min_btwn_goals, max_btwn_goals=args.max_btwn_goals,
                   seed=args.seed, trust_legacy_pickle=args.trust_legacy_pickle)
-    train_set = MinecraftDataset(train_dirs, p_uncond=args.p_uncond, train=True, augment=args.augment, **common)
-    val_set = MinecraftDataset(val_dirs, p_uncond=0.0, train=False, **common)
-    sampler = ShardedEpochSampler(len(train_set), args.batch_size, args.seed, world, accelerator.process_index,
-                                  progress.epoch, progress.samples_in_epoch)
+    try:
+        train_set = MinecraftDataset(train_dirs, p_uncond=args.p_uncond, train=True, augment=args.augment, **common)
+        val_set = MinecraftDataset(val_dirs, p_uncond=0.0, train=False, **common)
+        sampler = ShardedEpochSampler(len(train_set), args.batch_size, args.seed, world, accelerator.process_index,
+                                      progress.epoch, progress.samples_in_epoch)
+    except (OSError, ValueError) as e:  # unreadable episodes, too short for --T, too few samples for a batch
+        raise SystemExit(f"training/train.py: {e}") from None
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=args.num_workers,
                         pin_memory=accelerator.device.type == "cuda", persistent_workers=args.num_workers > 0)
     log.info(f"Data: {len(train_set):,} training samples ({train_set.total_frames:,} frames) from {len(train_dirs)} episodes, "
