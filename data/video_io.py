@@ -289,6 +289,9 @@ class VideoWriter:
         self._stream.options = {
             "crf": str(crf),
             "tune": "fastdecode",
+            # superfast: 3.2x the encode speed of the default (1,141 vs 362 frames/s on 128x128 real
+            # frames here), same decode speed, MAE 2.00 vs 2.02 at CRF 12, files 18% larger.
+            "preset": "superfast",
             "bf": "0",  # no B-frames: decode order = display order, so a seek lands exactly
             # Fixed keyframe positions (no scene-cut keyframes) keep the cost of a seek predictable;
             # the colour tags say how to turn the pixels back into RGB (BT.601, limited range).

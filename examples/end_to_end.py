@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "WARMUP_FRAMES": "64", "BATCH_SIZE": "4", "GRADIENT_ACCUM_STEPS": "1", "T": str(T), "TRUNC_T": "16",
         "VAL_FREQ": "16", "VAL_FREQ_BEGIN": "8", "VAL_FREQ_SWITCH_STEPS": "16", "SAVE_FREQ": "16",
         "SNAPSHOT_FRAMES": "1024", "P_UNCOND": "0.1", "CHECKPOINT_DIR": str(checkpoint_dir),
-        "LOG_DIR": str(work / "logs"), "NUM_WORKERS": "0", "MIXED_PRECISION": "no",
+        "LOG_DIR": str(work / "logs"), "NUM_WORKERS": "0", "MIXED_PRECISION": "no", "COMPILE": "",
     }, "--cpu")
 
     print("\n=== evaluating on the validation episodes (no Minecraft needed)", flush=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from toolkit_utils.atomic_files import atomic_torch_save
 from toolkit_utils.safe_load import load_tensors_only
 
 from mineclip_model.image_encoder import (
@@ -246,9 +247,7 @@ def save_mineclip(model: MineCLIP, path: str | os.PathLike) -> None:
         if id(value) not in on_cpu:
             on_cpu[id(value)] = value.cpu()
         state[key] = on_cpu[id(value)]
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": state}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"state_dict": state}, path)
 
 
 def file_md5(path: str | os.PathLike) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from toolkit_utils.atomic_files import atomic_torch_save
 from toolkit_utils.state_dicts import check_state_dict, read_state_dict
 
 MINECLIP_EMBED_DIM = 512
@@ -129,13 +130,5 @@ def load_prior(
 def save_prior(model: GoalPrior, path: str | os.PathLike) -> Path:
     """Write the model as a plain CPU state dict (steve1_prior.pt format), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory, so os.replace is atomic
-    try:
-        torch.save(state_dict, tmp)
-        os.replace(tmp, path)  # readers never see a half-written checkpoint
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_torch_save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
     return path

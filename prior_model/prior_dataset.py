@@ -8,12 +8,16 @@ the caller passes `trust_pickle=True`, because unpickling a file can run arbitra
 
 from __future__ import annotations
 
+import io
+
 import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from toolkit_utils.atomic_files import atomic_write_bytes
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 ORIGINAL_TEXT_KEY = "text_embeddings"
@@ -115,14 +119,9 @@ def save_npz_pairs(pairs: PriorPairs, path: str | os.PathLike) -> Path:
     arrays = {"text_embeds": pairs.text_embeds.astype(np.float32), "visual_embeds": pairs.visual_embeds.astype(np.float32)}
     if pairs.texts is not None:
         arrays["texts"] = np.asarray(pairs.texts, dtype=str)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # a file object: np.savez would otherwise append ".npz" to the name
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()  # a file object: np.savez would otherwise append ".npz" to the name
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -57,4 +57,5 @@ def make_optimizer(policy: nn.Module, learning_rate: float, weight_decay: float)
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999))
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999), fused=on_cuda or None)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpt_model.layers import NormedLayer
+from vpt_model.layers import GroupNorm, NormedLayer
 
 
 class CnnBasicBlock(nn.Module):
@@ -39,7 +39,7 @@ class CnnDownStack(nn.Module):
     ) -> None:
         super().__init__()
         self.firstconv = NormedLayer(in_channels, out_channels, "conv", norm=norm if first_conv_norm else None)
-        self.n = nn.GroupNorm(post_pool_groups, out_channels) if post_pool_groups is not None else None
+        self.n = GroupNorm(post_pool_groups, out_channels) if post_pool_groups is not None else None
         self.blocks = nn.ModuleList(
             [CnnBasicBlock(out_channels, norm, init_scale / math.sqrt(nblock)) for _ in range(nblock)]
         )

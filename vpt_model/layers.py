@@ -7,6 +7,28 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _KeepDtypeNorm:
+    """Under autocast, return a bf16/fp16 input's dtype (statistics still in float32).
+
+    Autocast runs norms in float32 and hands float32 on, doubling the memory traffic of the
+    memory-bound CNN; float32 inputs take the plain path, so fp32 results are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return super().forward(x.float()).to(x.dtype)
+        return super().forward(x)
+
+
+class GroupNorm(_KeepDtypeNorm, nn.GroupNorm):
+    """nn.GroupNorm (same parameters and keys) that keeps a low-precision input's dtype."""
+
+
+class LayerNorm(_KeepDtypeNorm, nn.LayerNorm):
+    """nn.LayerNorm (same parameters and keys) that keeps a low-precision input's dtype."""
+
+
 class NormedLayer(nn.Module):
     """Norm on the INPUT, then a conv or linear layer, then (optionally) ReLU.
 
@@ -26,9 +48,9 @@ class NormedLayer(nn.Module):
     ) -> None:
         super().__init__()
         if norm == "group":
-            self.norm: nn.Module | None = nn.GroupNorm(1, in_features)
+            self.norm: nn.Module | None = GroupNorm(1, in_features)
         elif norm == "layer":
-            self.norm = nn.LayerNorm(in_features)
+            self.norm = LayerNorm(in_features)
         elif norm is None:
             self.norm = None
         else:
