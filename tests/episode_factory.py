@@ -161,3 +161,40 @@ def write_legacy_episode(
     (path / "len.txt").write_text(str(n))
     (path / METADATA_FILE).write_text(json.dumps({"contractor_version": "6.13", "contractor_index": 3}))
     return {"frames": frames, "actions": actions, "embeds": embeds}
+
+
+# colour -> the buttons pressed while it is shown: a policy that sees the frame can predict the action
+BEHAVIOURS = [((220, 40, 40), ["forward"]), ((40, 220, 40), ["attack"]), ((40, 40, 220), ["jump", "forward"]),
+              ((220, 220, 40), ["use"])]
+
+
+def write_learnable_episode(path: Path, num_frames: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    buttons = np.zeros((num_frames, len(ENV_BUTTONS)), np.uint8)
+    with EpisodeWriter(path, source={"kind": "test"}) as writer:
+        t = 0
+        while t < num_frames:
+            colour, pressed = BEHAVIOURS[int(rng.integers(len(BEHAVIOURS)))]
+            for _ in range(min(int(rng.integers(5, 15)), num_frames - t)):
+                frame = np.empty((128, 128, 3), np.uint8)
+                frame[:] = colour
+                frame[:, (t * 3) % 128 :: 16] //= 2  # a little motion
+                writer.append_frame(frame)
+                for name in pressed:
+                    buttons[t, ENV_BUTTONS.index(name)] = 1
+                t += 1
+        writer.append_actions(buttons, np.zeros((num_frames, 2), np.float32))
+        embeds = rng.normal(size=(num_frames, 512)).astype(np.float32)
+        embeds[:15] = np.nan
+        writer.set_embeds(embeds)
+
+
+def make_learnable_sampling(root: Path, num_frames: int = 80) -> Path:
+    """4 training and 2 validation learnable episodes and the sampling 'toy'; returns the sampling directory."""
+    names = [f"ep{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        write_learnable_episode(root / "episodes" / name, num_frames, seed=i)
+    (root / "samplings").mkdir()
+    (root / "samplings" / "toy_train.txt").write_text("".join(f"{root / 'episodes' / n}\n" for n in names[:4]))
+    (root / "samplings" / "toy_val.txt").write_text("".join(f"{root / 'episodes' / n}\n" for n in names[4:]))
+    return root / "samplings"

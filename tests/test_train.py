@@ -14,53 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from data.EpisodeStorage import EpisodeWriter
 from embed_conditioned_policy import SteveAgentPolicy
+from episode_factory import make_learnable_sampling
 from training import train
 from training.checkpointing import frames_label
 from vpt_model.config import preset
 from vpt_model.model_files import load_policy_weights, save_policy_weights
 from toolkit_utils.state_dicts import read_state_dict
-from vpt_model.action_space import ENV_BUTTONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# colour -> the buttons pressed while it is shown: a policy that sees the frame can predict the action
-BEHAVIOURS = [((220, 40, 40), ["forward"]), ((40, 220, 40), ["attack"]), ((40, 40, 220), ["jump", "forward"]),
-              ((220, 220, 40), ["use"])]
-
-
-def _write_learnable_episode(path: Path, num_frames: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    buttons = np.zeros((num_frames, len(ENV_BUTTONS)), np.uint8)
-    with EpisodeWriter(path, source={"kind": "test"}) as writer:
-        t = 0
-        while t < num_frames:
-            colour, pressed = BEHAVIOURS[int(rng.integers(len(BEHAVIOURS)))]
-            for _ in range(min(int(rng.integers(5, 15)), num_frames - t)):
-                frame = np.empty((128, 128, 3), np.uint8)
-                frame[:] = colour
-                frame[:, (t * 3) % 128 :: 16] //= 2  # a little motion
-                writer.append_frame(frame)
-                for name in pressed:
-                    buttons[t, ENV_BUTTONS.index(name)] = 1
-                t += 1
-        writer.append_actions(buttons, np.zeros((num_frames, 2), np.float32))
-        embeds = rng.normal(size=(num_frames, 512)).astype(np.float32)
-        embeds[:15] = np.nan
-        writer.set_embeds(embeds)
 
 
 @pytest.fixture(scope="module")
 def sampling(tmp_path_factory) -> Path:
     """4 training and 2 validation episodes of 80 frames; returns the sampling directory (name 'toy')."""
-    root = tmp_path_factory.mktemp("toy")
-    names = [f"ep{i}" for i in range(6)]
-    for i, name in enumerate(names):
-        _write_learnable_episode(root / "episodes" / name, 80, seed=i)
-    (root / "samplings").mkdir()
-    (root / "samplings" / "toy_train.txt").write_text("".join(f"{root / 'episodes' / n}\n" for n in names[:4]))
-    (root / "samplings" / "toy_val.txt").write_text("".join(f"{root / 'episodes' / n}\n" for n in names[4:]))
-    return root / "samplings"
+    return make_learnable_sampling(tmp_path_factory.mktemp("toy"))
 
 
 def _args(sampling_dir: Path, run: Path, **overrides) -> list[str]:
@@ -217,3 +185,44 @@ def test_boolean_flags_are_real_flags():
     assert args.augment is True and args.fresh is True and train.parse_args([]).augment is False
     with pytest.raises(SystemExit):
         train.parse_args(["--augment", "False"])  # no type=bool: a value is an error, not "True"
+
+
+def _launch_two_processes(args: list[str]) -> None:
+    """accelerate launch with 2 CPU processes (torch.distributed over gloo): what --num_processes 2 does on GPUs."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO_ROOT / "training" / "train.py"), *args]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _relative_gap(a: dict, b: dict, start: dict) -> float:
+    """|a - b| / |a - start| over all weights: how far two runs drifted apart, relative to how far they moved."""
+    gap = sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5
+    moved = sum(((a[k] - start[k]) ** 2).sum() for k in a) ** 0.5
+    return float(gap / moved)
+
+
+def test_two_processes_equal_one_process_with_the_same_global_batch_and_resume_across_counts(sampling, tmp_path):
+    # Adam turns float-rounding differences of near-zero gradients (all-reduce sums in another order) into
+    # visible steps, so the runs are compared by how far apart they end relative to how far they moved:
+    # measured 5e-4; mis-sharded data or unaveraged gradients give differences of order 1.
+    torch.manual_seed(0)
+    save_policy_weights(SteveAgentPolicy(preset("tiny")), tmp_path / "init.weights")
+    start = _weights(tmp_path / "init.weights")
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = {"in_weights": str(tmp_path / "init.weights"), "save_freq": 100}
+    assert train.main(_args(sampling, one, max_steps=4, batch_size=2, **common)) == 0
+    _launch_two_processes(_args(sampling, two, max_steps=4, batch_size=1, **common))
+    a, b = _weights(one / "weights" / "toy_latest.weights"), _weights(two / "weights" / "toy_latest.weights")
+    assert _relative_gap(a, b, start) < 1e-2
+    log = next((two / "logs").glob("train_*.log")).read_text()
+    assert "processes: 2" in log and "Done: step 4, 128 frames" in log  # metrics count both processes' frames
+    one_log = next((one / "logs").glob("train_*.log")).read_text()
+    losses = [[float(line.split(": ")[1]) for line in text.splitlines() if line.startswith("\tloss: ")] for text in (one_log, log)]
+    assert len(losses[0]) == len(losses[1]) == 2 and np.allclose(losses[0], losses[1], rtol=1e-4)
+    # the 2-process checkpoint resumes in 1 process (same global batch) and stays on the same trajectory
+    assert train.main(_args(sampling, one, max_steps=8, batch_size=2, **common)) == 0
+    assert train.main(_args(sampling, two, max_steps=8, batch_size=2, **common)) == 0
+    a, b = _weights(one / "weights" / "toy_latest.weights"), _weights(two / "weights" / "toy_latest.weights")
+    assert _relative_gap(a, b, start) < 1e-2
