@@ -1,0 +1,120 @@
+"""The guide's shell scripts and small CLIs: syntax, flags that exist, the demo end to end, clear refusals."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {
+    "1_generate_dataset.sh": ["data/generation/convert_from_contractor.py", "data/generation/convert_custom_data.py"],
+    "2_create_sampling.sh": ["data/sampling/generate_sampling.py"],
+    "3_train_finetune_template.sh": ["training/train.py"],
+    "3_train.sh": ["training/train.py"],
+    "4_train_prior.sh": ["prior_model/train_prior.py"],
+    "2_gen_vid_for_text_prompt.sh": ["run_agent.py"],
+    "download_weights.sh": ["data/weights_download.py"],
+}
+
+
+def _help(entrypoint: str) -> str:
+    result = subprocess.run([sys.executable, entrypoint, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _invocation(text: str, entrypoint: str) -> str:
+    """The command line that calls `entrypoint`, with its backslash-continued lines."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if entrypoint in line)
+    end = start
+    while lines[end].rstrip().endswith("\\"):
+        end += 1
+    return "\n".join(lines[start : end + 1]).split(entrypoint, 1)[1]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_is_valid_bash_and_passes_only_existing_flags(script):
+    assert subprocess.run(["bash", "-n", script], cwd=REPO_ROOT).returncode == 0
+    text = (REPO_ROOT / script).read_text()
+    for entrypoint in SCRIPTS[script]:
+        call = _invocation(text, entrypoint)
+        flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z_]+)", call)) - {"--num_processes", "--mixed_precision"}
+        known = set(re.findall(r"--[a-z][a-z_]+", _help(entrypoint)))
+        assert flags and flags <= known, f"{script} passes {sorted(flags - known)} that {entrypoint} does not accept"
+
+
+def test_every_script_variable_can_come_from_the_environment():
+    for script in SCRIPTS:
+        for line in (REPO_ROOT / script).read_text().splitlines():
+            match = re.match(r"^([A-Z_][A-Z0-9_]*)=(.*)$", line)
+            if match and not match.group(2).startswith("("):  # bash arrays are built from the variables
+                assert match.group(2).startswith("${" + match.group(1)), f"{script}: {line}"
+
+
+def test_run_agent_without_minerl_says_what_to_install():
+    result = subprocess.run([sys.executable, "run_agent.py", "--custom_text_prompt", "chop a tree"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    try:
+        import minerl  # noqa: F401
+    except ImportError:
+        assert result.returncode == 2
+        assert "requirements-minerl.txt" in result.stderr and "JDK 8" in result.stderr and "xvfb" in result.stderr
+    else:
+        pytest.skip("MineRL is installed here")
+
+
+def test_embed_cli_text_prior_and_video(tmp_path, monkeypatch):
+    import dataclasses
+
+    from data.video_io import VideoWriter
+    from mineclip_model import embed_cli
+    from mineclip_model.embedding import embed_clip, embed_text, resize_frames_for_mineclip
+    from mineclip_model.mineclip import MineCLIP, MineCLIPConfig
+    from prior_model.prior import GoalPrior, PriorConfig, save_prior
+
+    torch.manual_seed(0)
+    model = MineCLIP(dataclasses.replace(MineCLIPConfig.tiny(), embed_dim=512)).eval()
+    monkeypatch.setattr(embed_cli, "load_mineclip", lambda path, device: model)
+    assert embed_cli.main(["--text", "chop a tree", "--output", str(tmp_path / "t.npy"), "--device", "cpu"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), embed_text(model, ["chop a tree"], device="cpu")[0], rtol=1e-5)
+    save_prior(GoalPrior(PriorConfig()), tmp_path / "prior.pt")
+    assert embed_cli.main(["--text", "chop a tree", "--prior_weights", str(tmp_path / "prior.pt"), "--deterministic_prior",
+                           "--output", str(tmp_path / "g.npy"), "--device", "cpu"]) == 0
+    goal = np.load(tmp_path / "g.npy")
+    assert goal.shape == (512,) and not np.allclose(goal, np.load(tmp_path / "t.npy"))
+    frames = np.random.default_rng(0).integers(0, 255, (40, 90, 160, 3), dtype=np.uint8)
+    with VideoWriter(tmp_path / "clip.mp4") as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "10", "--output", str(tmp_path / "v.npy"),
+                           "--device", "cpu"]) == 0
+    from data.video_io import VideoReader
+
+    with VideoReader(tmp_path / "clip.mp4") as reader:
+        expected = embed_clip(model, resize_frames_for_mineclip(reader.read_range(10, 26)), device="cpu")
+    np.testing.assert_allclose(np.load(tmp_path / "v.npy"), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SystemExit, match="has 40 frames"):
+        embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "30", "--output", str(tmp_path / "x.npy"), "--device", "cpu"])
+
+
+def test_the_readme_example_runs_end_to_end(tmp_path):
+    """The README's main command (examples/end_to_end.py), smaller: every step's real script, then evaluation."""
+    result = subprocess.run([sys.executable, "examples/end_to_end.py", "--workdir", str(tmp_path / "run"), "--episodes", "4",
+                             "--frames", "260", "--train_frames", "1024"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for step in ("1_generate_dataset.sh done", "2_create_sampling.sh done", "3_train_finetune_template.sh done"):
+        assert step in out
+    rows = {line.split()[0].rsplit("/", 1)[-1]: float(line.split()[1]) for line in out.splitlines()
+            if line.startswith(str(tmp_path)) and line.split()[0].endswith(".weights")}
+    assert rows["demo_best.weights"] < rows["tiny_init.weights"]  # NLL per frame fell
+    assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
+    assert list((tmp_path / "run" / "dataset_contractor").iterdir())
