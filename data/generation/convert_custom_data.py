@@ -25,9 +25,10 @@ from tqdm import tqdm
 from data.EpisodeStorage import FPS
 from data.generation.contractor_actions import ActionFileError, ContractorActions, load_actions_file
 from data.generation.episode_conversion import (
-    NULL_FILTERS,
     ConversionError,
     ConversionOptions,
+    add_conversion_arguments,
+    options_from_args,
     convert_recording,
     load_goal_encoder,
     resample_indices,
@@ -41,14 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 (+ actions.jsonl)")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
-    p.add_argument("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required)")
-    p.add_argument("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
-    p.add_argument("--batch_size", type=int, default=256, help="frames per MineCLIP forward")
-    p.add_argument("--device", default=None, help="cuda or cpu for MineCLIP (default: cuda when available)")
-    p.add_argument("--min_timesteps", type=int, default=100, help="skip recordings with fewer frames than this after null filtering")
-    p.add_argument("--null_filter", default="agent", choices=NULL_FILTERS, help="agent: drop frames whose agent action is null; env: the original rule; none: keep all")
-    p.add_argument("--truncate_camera", action="store_true", help="contractor-format actions: reproduce the original's whole-degree camera truncation")
-    p.add_argument("--max_length_mismatch", type=int, default=0, help="tolerate this many frames between video and jsonl lengths")
+    add_conversion_arguments(p, min_timesteps=100)
     return p.parse_args(argv)
 
 
@@ -103,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     goal_encoder, mineclip_info = load_goal_encoder(args.mineclip_weights, args.demo_random_mineclip, device)
-    options = ConversionOptions(args.null_filter, args.truncate_camera, args.min_timesteps,
-                                args.max_length_mismatch, args.batch_size)
+    options = options_from_args(args)
     failures = 0
     for episode_dir in tqdm(todo, desc="recordings", unit="rec"):
         try:

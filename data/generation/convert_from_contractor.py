@@ -27,9 +27,9 @@ from tqdm import tqdm
 from data.generation.contractor_actions import ActionFileError, load_actions_file
 from data.generation.contractor_index import INDEX_URLS, Recording, load_index, recordings, select_recordings
 from data.generation.episode_conversion import (
-    NULL_FILTERS,
     ConversionError,
-    ConversionOptions,
+    add_conversion_arguments,
+    options_from_args,
     convert_recording,
     load_goal_encoder,
 )
@@ -49,14 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num_workers", type=int, default=1, help="workers sharing the chosen recordings")
     p.add_argument("--download_workers", type=int, default=4, help="recordings downloaded in parallel ahead of conversion")
     p.add_argument("--retries", type=int, default=5, help="download retries (with backoff) per file")
-    p.add_argument("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required)")
-    p.add_argument("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
-    p.add_argument("--batch_size", type=int, default=256, help="frames per MineCLIP forward")
-    p.add_argument("--device", default=None, help="cuda or cpu for MineCLIP (default: cuda when available)")
-    p.add_argument("--min_timesteps", type=int, default=1000, help="skip recordings with fewer frames than this after null filtering")
-    p.add_argument("--null_filter", default="agent", choices=NULL_FILTERS, help="agent: drop frames whose agent action is null (VPT paper); env: the original STEVE-1 rule; none: keep all")
-    p.add_argument("--truncate_camera", action="store_true", help="reproduce the original's whole-degree camera truncation (a bug; off by default)")
-    p.add_argument("--max_length_mismatch", type=int, default=0, help="tolerate this many frames between video and jsonl lengths (trim to the shorter)")
+    add_conversion_arguments(p, min_timesteps=1000)
     p.add_argument("--retry_skipped", action="store_true", help="also retry recordings skipped earlier as too short")
     p.add_argument("--keep_cache", action="store_true", help="keep downloaded files after conversion")
     return p.parse_args(argv)
@@ -96,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     goal_encoder, mineclip_info = load_goal_encoder(args.mineclip_weights, args.demo_random_mineclip, device)
-    options = ConversionOptions(args.null_filter, args.truncate_camera, args.min_timesteps,
-                                args.max_length_mismatch, args.batch_size)
+    options = options_from_args(args)
     failures = converted = skipped = 0
     # Downloads run ahead in threads (at most --download_workers recordings, so the cache stays small)
     # while the main thread decodes, embeds and writes.

@@ -9,6 +9,7 @@ camera 60, as the VPT paper describes); `null_filter="env"` reproduces the origi
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -47,6 +48,23 @@ class ConversionOptions:
     def __post_init__(self) -> None:
         if self.null_filter not in NULL_FILTERS:
             raise ValueError(f"null_filter must be one of {NULL_FILTERS}, got {self.null_filter!r}")
+
+
+def add_conversion_arguments(parser: argparse.ArgumentParser, min_timesteps: int) -> None:
+    """The command-line settings shared by the contractor and custom-data converters."""
+    a = parser.add_argument
+    a("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required)")
+    a("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
+    a("--batch_size", type=int, default=256, help="frames per MineCLIP forward")
+    a("--device", default=None, help="cuda or cpu for MineCLIP (default: cuda when available)")
+    a("--min_timesteps", type=int, default=min_timesteps, help="skip recordings with fewer frames than this after null filtering")
+    a("--null_filter", default="agent", choices=NULL_FILTERS, help="agent: drop frames whose agent action is null (VPT paper); env: the original STEVE-1 rule; none: keep all")
+    a("--truncate_camera", action="store_true", help="contractor-format actions: reproduce the original's whole-degree camera truncation (a bug; off by default)")
+    a("--max_length_mismatch", type=int, default=0, help="tolerate this many frames between video and jsonl lengths (trim to the shorter)")
+
+
+def options_from_args(args: argparse.Namespace) -> ConversionOptions:
+    return ConversionOptions(args.null_filter, args.truncate_camera, args.min_timesteps, args.max_length_mismatch, args.batch_size)
 
 
 def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, device: str) -> tuple[MineCLIP, dict]:
