@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default="example_run", help="everything the demo writes goes here (recreated)")
     p.add_argument("--episodes", type=int, default=6, help="recordings to generate")
     p.add_argument("--frames", type=int, default=360, help="frames per recording (20 per second)")
-    p.add_argument("--train_frames", type=int, default=3072, help="frames to train on (TOTAL_FRAMES)")
+    p.add_argument("--train_frames", type=int, default=4800, help="frames to train on (TOTAL_FRAMES; 16 per optimizer step)")
     return p.parse_args(argv)
 
 
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint_dir = work / "finetuning_checkpoint"
     run_script("3_train_finetune_template.sh", {
         "SAMPLING_NAME": "demo", "SAMPLING_DIR": str(samplings), "OUT_WEIGHTS": str(out_weights), "IN_MODEL": "tiny",
-        "IN_WEIGHTS": str(init), "LEARNING_RATE": "1e-2", "TOTAL_FRAMES": str(args.train_frames),
-        "WARMUP_FRAMES": "64", "BATCH_SIZE": "4", "GRADIENT_ACCUM_STEPS": "1", "T": str(T), "TRUNC_T": "16",
-        "VAL_FREQ": "16", "VAL_FREQ_BEGIN": "8", "VAL_FREQ_SWITCH_STEPS": "16", "SAVE_FREQ": "16",
+        "IN_WEIGHTS": str(init), "LEARNING_RATE": "3e-3", "TOTAL_FRAMES": str(args.train_frames),
+        "WARMUP_FRAMES": "160", "BATCH_SIZE": "2", "GRADIENT_ACCUM_STEPS": "1", "T": str(T), "TRUNC_T": "8",
+        "VAL_FREQ": "100", "VAL_FREQ_BEGIN": "50", "VAL_FREQ_SWITCH_STEPS": "100", "SAVE_FREQ": "100",
         "SNAPSHOT_FRAMES": "1024", "P_UNCOND": "0.1", "CHECKPOINT_DIR": str(checkpoint_dir),
         "LOG_DIR": str(work / "logs"), "NUM_WORKERS": "0", "MIXED_PRECISION": "no", "COMPILE": "",
     }, "--cpu")
