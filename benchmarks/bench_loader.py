@@ -14,7 +14,7 @@ The episodes are written once to --data_dir and reused while their settings matc
 
   python benchmarks/bench_loader.py                       # ~2 minutes the first time, ~1 after
   python benchmarks/bench_loader.py --cores 2 --samples 20
-Reference (SPEC.md section 9): the original loader gave ~3,400 frames/s per worker on one core of
+Reference (the original STEVE-1 code): the original loader gave ~3,400 frames/s per worker on one core of
 a 2-core machine for 6,000-frame episodes (generated frames).
 """
 

@@ -1,6 +1,6 @@
 """MineCLIP (`attn` variant): the model, its configuration, and reading/writing the original `attn.pth`.
 
-Checkpoint layout (facts of the original, see SPEC.md section 2): `torch.load(path)["state_dict"]`
+Checkpoint layout of the original: `torch.load(path)["state_dict"]`
 holds 788 tensors named `model.<key>`. The vision tower is stored three times
 (`image_encoder.*`, `clip_model.vision_model.*`, `reward_head.clip_model.vision_model.*`) and the
 text tower and logit scale twice (`clip_model.*`, `reward_head.clip_model.*`): in the original
