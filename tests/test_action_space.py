@@ -1,4 +1,4 @@
-"""Action space: joint <-> factored <-> env, camera quantiser (SPEC section 4)."""
+"""Action space: joint <-> factored <-> env, camera quantiser (mu-law, 11 bins)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ from vpt_model.action_space import (
     undiscretize_camera,
 )
 
-SPEC_CENTRES = [-10, -5.8095, -3.2154, -1.6095, -0.6154, 0, 0.6154, 1.6095, 3.2154, 5.8095, 10]
+BIN_CENTRES = [-10, -5.8095, -3.2154, -1.6095, -0.6154, 0, 0.6154, 1.6095, 3.2154, 5.8095, 10]
 
 
 def test_camera_bin_centres_match_spec():
-    np.testing.assert_allclose(undiscretize_camera(np.arange(11)), SPEC_CENTRES, atol=1e-4)
-    assert list(discretize_camera(np.array(SPEC_CENTRES))) == list(range(11))
+    np.testing.assert_allclose(undiscretize_camera(np.arange(11)), BIN_CENTRES, atol=1e-4)
+    assert list(discretize_camera(np.array(BIN_CENTRES))) == list(range(11))
 
 
 def test_camera_quantiser_rounds_and_clips():

@@ -1,4 +1,4 @@
-"""Contractor jsonl -> env and agent actions: one case per rule of SPEC section 5."""
+"""Contractor jsonl -> env and agent actions: one case per conversion rule of the original STEVE-1 / VPT code."""
 
 from __future__ import annotations
 

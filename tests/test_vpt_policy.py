@@ -28,7 +28,7 @@ def test_2x_steve1_state_dict_equals_reference_plus_goal_layer():
     assert ours == expected
     n_params = sum(p.numel() for p in policy.parameters())
     n_buffers = sum(b.numel() for b in policy.buffers())
-    assert n_params + n_buffers == 248_495_294 + 1_050_624  # SPEC section 3
+    assert n_params + n_buffers == 248_495_294 + 1_050_624  # the released 2x model + the STEVE-1 goal layer
 
 
 def test_2x_vpt_state_dict_equals_reference():

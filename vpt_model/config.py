@@ -6,7 +6,7 @@ import dataclasses
 import warnings
 from typing import Any, Mapping
 
-# The released 2x model (SPEC section 3); 1x/3x differ only in width.
+# The released 2x model (its 2x.model kwargs); 1x/3x differ only in width.
 VPT_2X_POLICY_KWARGS: dict[str, Any] = {
     "attention_heads": 16,
     "attention_mask_style": "clipped_causal",
