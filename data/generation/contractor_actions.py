@@ -1,4 +1,4 @@
-"""VPT contractor jsonl lines -> MineRL env actions (SPEC section 5), one line per video frame."""
+"""VPT contractor jsonl lines -> MineRL env actions as the original converter maps them, one line per video frame."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 def convert_contractor_lines(
     lines: Sequence[dict[str, Any]], truncate_camera: bool = False, source: str = "<jsonl>"
 ) -> ContractorActions:
-    """Apply SPEC section 5: keys, mouse buttons, camera, hotbar changes and the stuck-attack fix."""
+    """The original conversion rules: keys, mouse buttons, camera, hotbar changes and the stuck-attack fix."""
     n = len(lines)
     buttons = np.zeros((n, len(ENV_BUTTONS)), dtype=np.uint8)
     camera = np.zeros((n, 2), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""One recording (video + per-frame actions) -> one episode directory (SPEC section 5).
+"""One recording (video + per-frame actions) -> one episode directory.
 
 For each kept frame: draw the GUI cursor when a GUI is open, resize to 128x128 for the agent and to
 256x160 for MineCLIP (cv2 INTER_LINEAR both), and store the action; the MineCLIP goal embedding of
