@@ -7,7 +7,7 @@ A sample is a dict of numpy arrays:
     camera         int64   (T,)              joint camera index (0..120)
     firsts         bool    (T,)              True at the sample's first frame (a new episode for the policy)
 
-Hindsight relabelling (SPEC section 7): walk the episode choosing goal frames with gaps drawn uniformly
+Hindsight relabelling (as STEVE-1 trains): walk the episode choosing goal frames with gaps drawn uniformly
 from [min_btwn_goals, max_btwn_goals); a goal closer than min_btwn_goals to the end moves to the last
 frame. Frame t is conditioned on the embedding of the first goal frame g >= t. The original used g >= t - 1
 (it moved on to the next goal one frame late, so the frame after a goal still asked for the goal just
