@@ -60,8 +60,8 @@ def fetch(recording: Recording, cache_dir: Path, retries: int) -> tuple[Path, Pa
     if recording.is_local:
         return Path(recording.video), Path(recording.actions)
     target = cache_dir / recording.name
-    video = download_file(recording.video, target / "video.mp4", retries=retries, progress=False)
-    actions = download_file(recording.actions, target / "actions.jsonl", retries=retries, progress=False)
+    video = download_file(recording.video, target / "video.mp4", retries=retries, desc=f"{recording.name[:32]}.mp4")
+    actions = download_file(recording.actions, target / "actions.jsonl", retries=retries, desc=f"{recording.name[:32]}.jsonl")
     return video, actions
 
 
