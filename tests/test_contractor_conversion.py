@@ -106,12 +106,14 @@ def test_each_bad_recording_fails_alone_and_the_run_goes_on(tmp_path, recordings
         state.files["/data/short_jsonl.mp4"] = good_video
         state.files["/data/short_jsonl.jsonl"] = b"".join(good_lines.splitlines(keepends=True)[:-10])
         state.files["/data/no_video.jsonl"] = good_lines  # the mp4 is missing: 404
-        relpaths = ["data/rec0", "data/corrupt", "data/cut_jsonl", "data/short_jsonl", "data/no_video",
+        state.files["/data/one_short.mp4"] = good_video  # a line missing at the end: within the tolerance
+        state.files["/data/one_short.jsonl"] = b"".join(good_lines.splitlines(keepends=True)[:-1])
+        relpaths = ["data/rec0", "data/one_short", "data/corrupt", "data/cut_jsonl", "data/short_jsonl", "data/no_video",
                     "../escape", "/etc/passwd", "http://evil.example/x", "data/../../up", "data\\win"]
         state.files["/index.json"] = json.dumps({"basedir": url + "/", "relpaths": relpaths}).encode()
         assert _convert(tmp_path, url + "/index.json") == 1
         out = capsys.readouterr().out
-    assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == ["data_rec0"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["data_one_short", "data_rec0"]
     fails = {line.split()[1].rstrip(":"): line for line in out.splitlines() if line.startswith("FAIL")}
     assert set(fails) == {"data_corrupt", "data_cut_jsonl", "data_short_jsonl", "data_no_video"}
     assert "corrupt" in fails["data_corrupt"] or "invalid" in fails["data_corrupt"].lower()

@@ -132,3 +132,15 @@ def test_safetensors_export_matches(tiny_policy, tmp_path):
     loaded = load_file(str(path))
     assert loaded.keys() == tiny_policy.state_dict().keys()
     assert all(torch.equal(loaded[k], v) for k, v in tiny_policy.state_dict().items())
+
+
+def test_model_file_with_numpy_scalars_loads_as_plain_numbers(tmp_path):
+    import numpy as np
+
+    net_args, _ = preset("2x").to_policy_kwargs()
+    net_args["hidsize"] = np.int64(2048)
+    path = tmp_path / "np.model"
+    path.write_bytes(pickle.dumps({"model": {"args": {"net": {"args": net_args}, "pi_head_opts": {"temperature": np.float64(2.0)}}}}))
+    args, opts = read_model_file(path)
+    assert type(args["hidsize"]) is int and type(opts["temperature"]) is float
+    assert PolicyConfig.from_policy_kwargs(args, opts) == preset("2x")

@@ -22,9 +22,12 @@ WEIGHT_KEY_PREFIXES = ("module.policy.", "policy.", "module.")
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, tuples, strings, numbers, bools and None; refuses every object import."""
 
-    _ALLOWED = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset")}
+    # numpy scalars (a temperature stored as np.float64, say) are rebuilt from bytes: no code runs
+    _ALLOWED = {("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+                ("numpy._core.multiarray", "scalar"), ("numpy", "dtype")}
 
     def find_class(self, module: str, name: str) -> Any:
+        module = module.replace("numpy.core.", "numpy._core.")  # pickles written by numpy 1.x
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
@@ -51,7 +54,16 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     if not isinstance(net_args, dict):
         raise ValueError(f"{path}: model.args.net.args is {type(net_args).__name__}, expected a dict")
     pi_head_opts = args.get("pi_head_opts") or {}
-    return dict(net_args), dict(pi_head_opts)
+    return _plain(dict(net_args)), _plain(dict(pi_head_opts))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, recursively (the rest of the code sees plain data)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
 def write_model_file(config: PolicyConfig, path: str | os.PathLike) -> None:

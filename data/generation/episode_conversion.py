@@ -42,7 +42,7 @@ class ConversionOptions:
     null_filter: str = "agent"
     truncate_camera: bool = False
     min_timesteps: int = 1000
-    max_length_mismatch: int = 0
+    max_length_mismatch: int = 2  # recorders can end the video and the jsonl a frame apart
     embed_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -60,7 +60,7 @@ def add_conversion_arguments(parser: argparse.ArgumentParser, min_timesteps: int
     a("--min_timesteps", type=int, default=min_timesteps, help="skip recordings with fewer frames than this after null filtering")
     a("--null_filter", default="agent", choices=NULL_FILTERS, help="agent: drop frames whose agent action is null (VPT paper); env: the original STEVE-1 rule; none: keep all")
     a("--truncate_camera", action="store_true", help="contractor-format actions: reproduce the original's whole-degree camera truncation (a bug; off by default)")
-    a("--max_length_mismatch", type=int, default=0, help="tolerate this many frames between video and jsonl lengths (trim to the shorter)")
+    a("--max_length_mismatch", type=int, default=2, help="tolerate this many frames between video and jsonl lengths (trim to the shorter); more is an error")
 
 
 def options_from_args(args: argparse.Namespace) -> ConversionOptions:
