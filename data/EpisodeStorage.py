@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import av
 import cv2
@@ -739,21 +739,30 @@ def _validate_toolkit(path: Path, decode_frames: bool) -> tuple[list[str], int |
         except EpisodeFormatError as error:
             errors.append(str(error))
 
-    if (path / EMBEDS_FILE).exists():
-        try:
-            embeds = _load_embeds_npy(path / EMBEDS_FILE, mmap=True)
-            errors += _check_embeds(embeds, EMBEDS_FILE)
-            counts[EMBEDS_FILE] = _rows(embeds)
-        except EpisodeFormatError as error:
-            errors.append(str(error))
-
-    if (path / FRAMES_FILE).exists():
-        video_errors, counts[FRAMES_FILE] = _check_video(path / FRAMES_FILE, decode_frames)
-        errors += video_errors
-    errors += _count_mismatch(counts)
+    errors += _check_embeds_video_counts(
+        path, EMBEDS_FILE, lambda: _load_embeds_npy(path / EMBEDS_FILE, mmap=True), counts, decode_frames
+    )
     if metadata is not None:  # last: the errors above say what changed, this one only that it did
         errors += _check_file_records(path, metadata.get("files"))
     return errors, num_frames
+
+
+def _check_embeds_video_counts(
+    path: Path, embeds_name: str, load_embeds: Callable[[], np.ndarray], counts: dict[str, int | None], decode_frames: bool
+) -> list[str]:
+    """Checks both layouts share: the embeddings file, the video, and that all counts agree."""
+    errors: list[str] = []
+    if (path / embeds_name).exists():
+        try:
+            embeds = load_embeds()
+            errors += _check_embeds(embeds, embeds_name)
+            counts[embeds_name] = _rows(embeds)
+        except EpisodeFormatError as error:
+            errors.append(str(error))
+    if (path / FRAMES_FILE).exists():
+        video_errors, counts[FRAMES_FILE] = _check_video(path / FRAMES_FILE, decode_frames)
+        errors += video_errors
+    return errors + _count_mismatch(counts)
 
 
 def _check_metadata(metadata: Mapping) -> list[str]:
@@ -839,17 +848,7 @@ def _validate_legacy(path: Path, decode_frames: bool) -> tuple[list[str], int | 
             counts[LEGACY_ACTIONS_FILE] = len(arrays["env_buttons"])
         except EpisodeFormatError as error:
             errors.append(str(error))
-    if (path / LEGACY_EMBEDS_FILE).exists():
-        try:
-            embeds = _legacy_embeds(path)
-            errors += _check_embeds(embeds, LEGACY_EMBEDS_FILE)
-            counts[LEGACY_EMBEDS_FILE] = len(embeds)
-        except EpisodeFormatError as error:
-            errors.append(str(error))
-    if (path / FRAMES_FILE).exists():
-        video_errors, counts[FRAMES_FILE] = _check_video(path / FRAMES_FILE, decode_frames)
-        errors += video_errors
-    errors += _count_mismatch(counts)
+    errors += _check_embeds_video_counts(path, LEGACY_EMBEDS_FILE, lambda: _legacy_embeds(path), counts, decode_frames)
     return errors, num_frames
 
 
