@@ -211,8 +211,11 @@ class VideoReader:
             return out
         if self._pid != os.getpid():
             # A forked child (a data-loader worker) shares the parent's file offset: reading through
-            # it would garble both processes' reads, so the child opens the file anew.
+            # it would garble both processes' reads, so the child opens the file anew. The inherited
+            # FFmpeg objects are kept, never freed here: tearing them down in the child can crash it.
+            self._inherited = (self._container, self._stream, self._frames)
             self._container, self._stream = _open_input(self.path, self._threads)
+            self._frames = None
             self._pid, self._next_index = os.getpid(), -1
         if start != self._next_index:  # a continuation of the last read needs no seek
             self._seek(start)

@@ -1,5 +1,6 @@
 """Episode format and video I/O: round trips, random access, validation, crash safety, legacy layout, CLI."""
 
+import gc
 import json
 import os
 import pickle
@@ -548,6 +549,9 @@ def test_reader_inherited_by_fork_reads_correctly(good_episode):
     reader = VideoReader(path)
     reader.read_range(0, 10)  # the parent holds an open, positioned decoder when it forks
     windows = [(start, min(start + 9, N_FRAMES)) for start in range(0, N_FRAMES, 4)] * 5
+    # Free earlier tests' garbage here: a threaded FFmpeg decoder collected in the child (whose decoder
+    # threads did not survive the fork) segfaults it, whatever this test does.
+    gc.collect()
     pid = os.fork()
     if pid == 0:  # child: a forked data-loader worker; report through the exit status only
         try:
