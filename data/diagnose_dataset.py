@@ -41,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_btwn_goals <= args.min_btwn_goals:
         p.refuse("--max_btwn_goals", args.max_btwn_goals, f"must be larger than --min_btwn_goals {args.min_btwn_goals}")
-    listing = Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt"
-    if not listing.is_file():
-        p.refuse("--sampling", args.sampling, f"{listing} not found", "run 2_create_sampling.sh (or check --sampling_dir)")
+    args.listing = Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt"
+    if not args.listing.is_file():
+        p.refuse("--sampling", args.sampling, f"{args.listing} not found", "run 2_create_sampling.sh (or check --sampling_dir)")
     return args
 
 
@@ -82,7 +82,7 @@ def diagnose(batches: list[dict[str, np.ndarray]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    listing = Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt"
+    listing = args.listing
     try:
         dataset = MinecraftDataset(
             read_sampling_file(listing), args.T, args.min_btwn_goals, args.max_btwn_goals, args.p_uncond,
