@@ -3,6 +3,11 @@
 # Edit the variables, then run from the repo root: bash 2_create_sampling.sh
 # Writes $OUTPUT_DIR/${NAME}_train.txt, ${NAME}_val.txt and ${NAME}_summary.json.
 set -euo pipefail
+# SEED is the training seed in 3_train_finetune_template.sh; the split has its own, SPLIT_SEED.
+if [ -n "${SEED+set}" ]; then
+  echo "2_create_sampling.sh: SEED is set (${SEED}) but no longer chooses the split; set SPLIT_SEED instead (and unset SEED)" >&2
+  exit 2
+fi
 
 # neurips: one dataset; mixed: several datasets sharing the frame budget by DATASET_WEIGHTS
 TYPE=${TYPE:-neurips}
@@ -22,8 +27,8 @@ TRAIN_FRAMES=${TRAIN_FRAMES:--1}
 VAL_FROM=${VAL_FROM:-}
 # The T you will train with: shorter episodes (< T + 15 frames) are left out
 T=${T:-320}
-# Shuffle seed (same seed + same data = same lists on any machine)
-SEED=${SEED:-0}
+# Shuffle seed of the split (same seed + same data = same lists on any machine); not the training SEED
+SPLIT_SEED=${SPLIT_SEED:-0}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
@@ -31,4 +36,4 @@ PYTHON=${PYTHON:-.venv/bin/python}
   --type "$TYPE" --name "$NAME" --output_dir "$OUTPUT_DIR" \
   --dataset_dirs "$DATASET_DIRS" ${DATASET_WEIGHTS:+--dataset_weights "$DATASET_WEIGHTS"} \
   --val_frames "$VAL_FRAMES" --train_frames "$TRAIN_FRAMES" ${VAL_FROM:+--val_from "$VAL_FROM"} \
-  --T "$T" --seed "$SEED"
+  --T "$T" --split_seed "$SPLIT_SEED"

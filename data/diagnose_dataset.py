@@ -3,8 +3,8 @@
     python data/diagnose_dataset.py --sampling finetune --sampling_dir data/samplings --T 320
 
 Prints obs keys, image shape and value range, embedding shape and mean norm, action histograms.
-Exits non-zero when something is off: all-zero images, NaN/inf embeddings, all-zero goal embeddings,
-constant actions, or episodes it cannot read.
+Exits with status 1 when something is off: all-zero images, NaN/inf embeddings, all-zero goal embeddings,
+constant actions, or episodes it cannot read; 2 (one line) for a setting that cannot work.
 """
 
 from __future__ import annotations
@@ -17,23 +17,34 @@ from pathlib import Path
 import numpy as np
 
 from data.minecraft_dataset import MinecraftDataset, read_sampling_file
+from toolkit_utils import cli
 from vpt_model.action_space import FACTORED_BUTTONS, NULL_CAMERA_INDEX, joint_to_factored
 
 
+PROG = "diagnose_dataset.py"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Parse and check the settings before any work; a bad one ends the program with one line (status 2)."""
+    p = cli.ArgumentParser(prog=PROG, description=__doc__)
     p.add_argument("--sampling", default="finetune", help="sampling name (<sampling_dir>/<sampling>_train.txt)")
     p.add_argument("--sampling_dir", default="data/samplings", help="directory of the sampling files")
     p.add_argument("--split", default="train", choices=["train", "val"], help="which list to inspect")
-    p.add_argument("--T", type=int, default=320, help="frames per sample (as in training)")
-    p.add_argument("--batch_size", type=int, default=4, help="samples per batch")
-    p.add_argument("--num_batches", type=int, default=3, help="batches to inspect")
-    p.add_argument("--p_uncond", type=float, default=0.1, help="as in training (zero-goal samples are expected at this rate)")
-    p.add_argument("--min_btwn_goals", type=int, default=15, help="as in training")
-    p.add_argument("--max_btwn_goals", type=int, default=200, help="as in training")
+    p.add_argument("--T", type=cli.positive_int, default=320, help="frames per sample (as in training)")
+    p.add_argument("--batch_size", type=cli.positive_int, default=4, help="samples per batch")
+    p.add_argument("--num_batches", type=cli.positive_int, default=3, help="batches to inspect")
+    p.add_argument("--p_uncond", type=cli.probability, default=0.1, help="as in training (zero-goal samples are expected at this rate)")
+    p.add_argument("--min_btwn_goals", type=cli.positive_int, default=15, help="as in training")
+    p.add_argument("--max_btwn_goals", type=cli.positive_int, default=200, help="as in training")
     p.add_argument("--trust_legacy_pickle", action="store_true", help="allow episodes in the original pickle layout")
-    p.add_argument("--seed", type=int, default=0, help="which samples to draw")
-    return p.parse_args(argv)
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="which samples to draw")
+    args = p.parse_args(argv)
+    if args.max_btwn_goals <= args.min_btwn_goals:
+        p.refuse("--max_btwn_goals", args.max_btwn_goals, f"must be larger than --min_btwn_goals {args.min_btwn_goals}")
+    args.listing = Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt"
+    if not args.listing.is_file():
+        p.refuse("--sampling", args.sampling, f"{args.listing} not found", "run 2_create_sampling.sh (or check --sampling_dir)")
+    return args
 
 
 def diagnose(batches: list[dict[str, np.ndarray]]) -> list[str]:
@@ -71,10 +82,7 @@ def diagnose(batches: list[dict[str, np.ndarray]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    listing = Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt"
-    if not listing.is_file():
-        print(f"FAIL: {listing} not found (run 2_create_sampling.sh)")
-        return 2
+    listing = args.listing
     try:
         dataset = MinecraftDataset(
             read_sampling_file(listing), args.T, args.min_btwn_goals, args.max_btwn_goals, args.p_uncond,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import nn
 
 from toolkit_utils.atomic_files import atomic_torch_save
 from toolkit_utils.safe_load import load_tensors_only
+from toolkit_utils.state_dicts import describe_value
 
 from mineclip_model.image_encoder import (
     MINECLIP_FRAME_HEIGHT,
@@ -279,15 +279,11 @@ def load_mineclip(
                 f"{path}: md5 {digest} differs from the released attn.pth ({ATTN_PTH_MD5}); the download is "
                 "incomplete or this is another file. Download it again, or pass check_md5=False for your own weights"
             )
-    try:
-        checkpoint = load_tensors_only(path)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} asks to run code while loading; it is refused rather than unpickled unsafely "
-            f"({str(err).splitlines()[0]})"
-        ) from err
+    checkpoint = load_tensors_only(path)  # a file that is not loadable weights: one line saying what it is
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
-        raise ValueError(f"{path} is not a MineCLIP checkpoint: expected a dict with a 'state_dict' dict of tensors")
+        kind = (f"a dict with keys {', '.join(map(repr, list(checkpoint)[:5]))}" if isinstance(checkpoint, Mapping)
+                else describe_value(checkpoint))
+        raise ValueError(f"{path}: holds {kind}, not a MineCLIP checkpoint (a dict with a 'state_dict' dict of tensors)")
     state: dict[str, torch.Tensor] = {}
     foreign = []
     for key, value in checkpoint["state_dict"].items():

@@ -1,13 +1,16 @@
-"""Offline CLIP BPE tokenizer with MineCLIP's layout: [49406] + BPE(text)[:75] + [49407], padded with 0 to 77.
+"""MineCLIP's text tokenization, offline: [49406] + BPE(text)[:75] + [49407], padded with 0 to 77.
 
-The vocabulary is OpenAI CLIP's `bpe_simple_vocab_16e6.txt.gz`, read from the installed
-`clip-anytorch` package (located, never imported: importing it pulls in torchvision).
-
-Text cleaning follows what MineCLIP really ran: HuggingFace's CLIPTokenizerFast
-("openai/clip-vit-base-patch16"), i.e. NFC normalisation, runs of whitespace -> one space,
-lower case. OpenAI's own CLIP tokenizer additionally applies ftfy.fix_text and a double
-html.unescape (it turns "&amp;" into "&" and curly quotes into straight ones); the two agree on
-ordinary prompts, and `openai_cleaning=True` reproduces OpenAI's variant.
+MineCLIP (mineclip/mineclip/tokenization.py) tokenizes with Hugging Face's fast CLIP tokenizer
+(`AutoTokenizer.from_pretrained("openai/clip-vit-base-patch16")`, `add_special_tokens=False`), then adds
+the start and end tokens itself, keeps at most 75 BPE tokens and pads with 0. The same tokenizer is
+built here with the `tokenizers` library (the engine behind it) from OpenAI CLIP's BPE vocabulary
+`bpe_simple_vocab_16e6.txt.gz`, read from the installed `clip-anytorch` package (located, never
+imported: importing it pulls in torchvision), with no hub access: NFC normalisation, runs of whitespace
+to one space, per-character lower case (so a word-final capital sigma becomes σ, not ς), CLIP's
+pre-tokenisation pattern, byte-level BPE with `</w>` word ends. The strings `<|startoftext|>` and
+`<|endoftext|>` written in a prompt map to their ids, as in Hugging Face's CLIPTokenizer built from this
+vocabulary. OpenAI's own CLIP tokenizer differs (ftfy, html unescaping, str.lower()); MineCLIP did not
+use it.
 """
 
 from __future__ import annotations
@@ -15,21 +18,19 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import html
 import importlib.util
 import os
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-import regex
 import torch
+from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import BPE
 
 CLIP_BPE_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_BPE_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 CLIP_VOCAB_INSTALL_HINT = "pip install --no-deps clip-anytorch==2.6.0"
-NUM_BYTES = 256
-NUM_MERGES = 49152 - NUM_BYTES - 2  # CLIP uses the file's first 48,894 merges (lines 1..48894)
+NUM_MERGES = 49152 - 256 - 2  # CLIP uses the file's first 48,894 merges (lines 1..48894)
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
 SOT_TOKEN_ID = 49406
@@ -37,9 +38,8 @@ EOT_TOKEN_ID = 49407
 PAD_TOKEN_ID = 0  # MineCLIP pads with 0 (not EOT): the text model reads the feature at argmax(token id)
 CONTEXT_LENGTH = 77
 END_OF_WORD = "</w>"
-# CLIP's pre-tokenisation: contractions, runs of letters, single digits, runs of other non-spaces
-WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-SPECIAL_PATTERN = r"<\|startoftext\|>|<\|endoftext\|>"
+# CLIP's pre-tokenisation: special tokens, contractions, runs of letters, single digits, runs of other non-spaces
+PRE_TOKENIZER_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
 def find_clip_bpe_vocab() -> Path:
@@ -58,98 +58,65 @@ def find_clip_bpe_vocab() -> Path:
     )
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2's reversible map from each byte to a printable unicode character (printable bytes first)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+def build_clip_tokenizer(vocab_path: str | os.PathLike) -> Tokenizer:
+    """Hugging Face's CLIP tokenizer from `bpe_simple_vocab_16e6.txt.gz` (checked by sha256); no special tokens added.
+
+    Vocabulary layout (49,408 ids): the 256 byte symbols, the same with `</w>`, one id per merge, then
+    `<|startoftext|>` (49406) and `<|endoftext|>` (49407). Raises ValueError for another file.
+    """
+    path = Path(vocab_path)
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CLIP_BPE_VOCAB_SHA256:
+        raise ValueError(
+            f"{path}: sha256 {digest} is not CLIP's bpe_simple_vocab_16e6 ({CLIP_BPE_VOCAB_SHA256}); "
+            f"reinstall it with `{CLIP_VOCAB_INSTALL_HINT}`"
+        )
+    lines = gzip.decompress(raw).decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]  # line 0 is a header
+    # The byte-level alphabet sorted by code point is the byte order CLIP's vocabulary uses: printable
+    # bytes stand for themselves (< 256), the others map to 256, 257, ... in byte order.
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet(), key=ord)
+    vocab = symbols + [s + END_OF_WORD for s in symbols] + ["".join(m) for m in merges] + [START_OF_TEXT, END_OF_TEXT]
+    tokenizer = Tokenizer(
+        BPE(
+            vocab={token: i for i, token in enumerate(vocab)},
+            merges=merges,
+            continuing_subword_prefix="",
+            end_of_word_suffix=END_OF_WORD,
+            unk_token=END_OF_TEXT,
+            fuse_unk=False,
+            dropout=None,
+        )
     )
-    mapping = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(NUM_BYTES):
-        if b not in mapping:
-            # bytes that would be whitespace/control characters get code points from 256 up
-            mapping[b] = chr(NUM_BYTES + extra)
-            extra += 1
-    return mapping  # insertion order (printable bytes first) is the order of the vocabulary's first 256 ids
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    tokenizer.add_special_tokens(
+        [AddedToken(token, special=True, normalized=False) for token in (START_OF_TEXT, END_OF_TEXT)]
+    )
+    if tokenizer.token_to_id(START_OF_TEXT) != SOT_TOKEN_ID or tokenizer.token_to_id(END_OF_TEXT) != EOT_TOKEN_ID:
+        raise ValueError(f"{path}: unexpected vocabulary layout (special token ids)")
+    return tokenizer
 
 
 class ClipTokenizer:
-    """CLIP byte-level BPE; `tokenize` gives MineCLIP's [B, 77] int64 layout."""
+    """MineCLIP's tokenization; `tokenize` gives its [B, 77] int64 layout."""
 
-    def __init__(self, vocab_path: str | os.PathLike | None = None, openai_cleaning: bool = False):
-        path = Path(vocab_path) if vocab_path is not None else find_clip_bpe_vocab()
-        raw = path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != CLIP_BPE_VOCAB_SHA256:
-            raise ValueError(
-                f"{path}: sha256 {digest} is not CLIP's bpe_simple_vocab_16e6 ({CLIP_BPE_VOCAB_SHA256}); "
-                f"reinstall it with `{CLIP_VOCAB_INSTALL_HINT}`"
-            )
-        lines = gzip.decompress(raw).decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]  # line 0 is a header
-        self.byte_encoder = bytes_to_unicode()
-        symbols = list(self.byte_encoder.values())
-        vocab = symbols + [s + END_OF_WORD for s in symbols] + ["".join(m) for m in merges] + [START_OF_TEXT, END_OF_TEXT]
-        self.encoder = {token: i for i, token in enumerate(vocab)}
-        self.bpe_ranks = {merge: rank for rank, merge in enumerate(merges)}
-        self.openai_cleaning = openai_cleaning
-        self._word_re = regex.compile(WORD_PATTERN)
-        self._special_re = regex.compile(f"({SPECIAL_PATTERN})")
-        self._openai_re = regex.compile(f"{SPECIAL_PATTERN}|{WORD_PATTERN}", regex.IGNORECASE)
-        self._cache: dict[str, list[int]] = {}
-        if self.encoder[START_OF_TEXT] != SOT_TOKEN_ID or self.encoder[END_OF_TEXT] != EOT_TOKEN_ID:
-            raise ValueError(f"{path}: unexpected vocabulary layout (special token ids)")
-
-    def _bpe(self, word: str) -> list[int]:
-        """Token ids of one pre-token (already mapped to byte characters)."""
-        if word in self._cache:
-            return self._cache[word]
-        parts = list(word[:-1]) + [word[-1] + END_OF_WORD]
-        while len(parts) > 1:
-            pairs = {(a, b) for a, b in zip(parts, parts[1:])}
-            best = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
-            if best not in self.bpe_ranks:
-                break
-            merged: list[str] = []
-            i = 0
-            while i < len(parts):
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        ids = [self.encoder[p] for p in parts]
-        self._cache[word] = ids
-        return ids
-
-    def _encode_words(self, words: Sequence[str]) -> list[int]:
-        ids: list[int] = []
-        for word in words:
-            if word in (START_OF_TEXT, END_OF_TEXT):
-                ids.append(self.encoder[word])
-            else:
-                ids.extend(self._bpe("".join(self.byte_encoder[b] for b in word.encode("utf-8"))))
-        return ids
+    def __init__(self, vocab_path: str | os.PathLike | None = None):
+        self.tokenizer = build_clip_tokenizer(vocab_path if vocab_path is not None else find_clip_bpe_vocab())
 
     def encode(self, text: str) -> list[int]:
-        """BPE token ids of `text`, without start/end tokens."""
-        if self.openai_cleaning:
-            import ftfy  # only this variant needs it
-
-            text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-            text = regex.sub(r"\s+", " ", text).strip().lower()
-            return self._encode_words(self._openai_re.findall(text))
-        words: list[str] = []
-        # like HuggingFace's fast tokenizer: special-token strings are matched on the raw text first
-        for segment in self._special_re.split(text):
-            if segment in (START_OF_TEXT, END_OF_TEXT):
-                words.append(segment)
-            elif segment:
-                segment = regex.sub(r"\s+", " ", unicodedata.normalize("NFC", segment)).lower()
-                words.extend(self._word_re.findall(segment))
-        return self._encode_words(words)
+        """BPE token ids of `text`, without start/end tokens (MineCLIP's add_special_tokens=False)."""
+        # One text at a time: encode_batch would start the library's thread pool, which then warns in
+        # forked data-loader workers.
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def tokenize(self, texts: str | Sequence[str], context_length: int = CONTEXT_LENGTH) -> torch.Tensor:
         """Texts -> int64 [B, context_length]: SOT, the first context_length - 2 BPE tokens, EOT, then 0s."""
@@ -168,7 +135,7 @@ class ClipTokenizer:
 
 @functools.lru_cache(maxsize=1)
 def default_tokenizer() -> ClipTokenizer:
-    """The MineCLIP tokenizer over the installed vocabulary, built once (reading it takes ~0.3 s)."""
+    """The MineCLIP tokenizer over the installed vocabulary, built once."""
     return ClipTokenizer()
 
 

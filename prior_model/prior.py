@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from toolkit_utils.atomic_files import atomic_torch_save
-from toolkit_utils.state_dicts import check_state_dict, read_state_dict
+from toolkit_utils.state_dicts import check_state_dict, read_state_dict, strip_key_prefixes
 
 MINECLIP_EMBED_DIM = 512
 
@@ -118,8 +118,12 @@ def load_prior(
     device: str | torch.device = "cpu",
     config: PriorConfig | None = None,
 ) -> GoalPrior:
-    """Load a prior from a plain state dict (e.g. steve1_prior.pt) strictly; sizes inferred unless given."""
-    state_dict = read_state_dict(path)
+    """Load a prior from a plain state dict (e.g. steve1_prior.pt) strictly; sizes inferred unless given.
+
+    `module.` (DDP) and `_orig_mod.` (torch.compile) key prefixes are removed. Raises FileNotFoundError,
+    ValueError (not a weights file: one line saying what it is) or StateDictMismatchError.
+    """
+    state_dict = strip_key_prefixes(read_state_dict(path), ("module.",))
     model = GoalPrior(config or config_from_state_dict(state_dict))
     check_state_dict(model, state_dict, str(path),
                      hint="expected a plain state dict with keys encoder.{0,1,3,4,6}.* and decoder.{0,1,3,4,6}.*")

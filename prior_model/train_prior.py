@@ -26,7 +26,6 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from prior_model.prior import GoalPrior, PriorConfig, load_prior, save_prior
-from toolkit_utils.state_dicts import StateDictMismatchError
 from prior_model.prior_dataset import (
     PriorPairs,
     UntrustedPickleError,
@@ -158,7 +157,7 @@ def train(args: argparse.Namespace) -> TrainResult:
     if args.in_weights:
         try:
             model = load_prior(args.in_weights, device="cpu")
-        except (StateDictMismatchError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError) as e:  # unreadable file or keys that do not fit
             fail(f"--in_weights: {e}")
         if model.config.embed_dim != pairs.embed_dim:
             fail(f"--in_weights has embed_dim {model.config.embed_dim} but the dataset's embeddings have {pairs.embed_dim}")

@@ -106,15 +106,19 @@ def make_episode(
     env_buttons: np.ndarray | None = None,
     env_camera: np.ndarray | None = None,
     frames: np.ndarray | None = None,
+    conversion: dict | None = None,
 ) -> Path:
-    """Write a valid episode of our format with EpisodeWriter; defaults: index frames/embeds, random actions."""
+    """Write a valid episode of our format with EpisodeWriter; defaults: index frames/embeds, random actions.
+
+    `conversion` goes into metadata.json as the converter's options (labelling rules, ...).
+    """
     path = Path(path)
     frames = index_frames(range(num_frames)) if frames is None else np.asarray(frames)
     embeds = index_embeds(num_frames, seed) if embeds is None else embeds
     buttons, camera = random_actions(num_frames, seed)
     buttons = buttons if env_buttons is None else np.asarray(env_buttons)
     camera = camera if env_camera is None else np.asarray(env_camera)
-    with EpisodeWriter(path, source={"kind": "test", "seed": seed}) as writer:
+    with EpisodeWriter(path, source={"kind": "test", "seed": seed}, conversion=conversion) as writer:
         for frame in frames:
             writer.append_frame(frame)
         writer.append_actions(buttons, camera)

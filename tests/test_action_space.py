@@ -17,12 +17,65 @@ from vpt_model.action_space import (
     env_action_to_joint,
     env_actions_to_arrays,
     env_arrays_to_joint,
+    factored_to_joint,
     joint_to_env_action,
     joint_to_factored,
     undiscretize_camera,
 )
 
 BIN_CENTRES = [-10, -5.8095, -3.2154, -1.6095, -0.6154, 0, 0.6154, 1.6095, 3.2154, 5.8095, 10]
+
+# SPEC section 4, written out independently of vpt_model.action_space: the joint button index is a mixed-radix
+# number over these groups (last fastest); index 8640 is inventory alone.
+SPEC_RADICES = (10, 3, 3, 3, 2, 2, 2, 2, 2)  # hotbar, fore_back, left_right, sprint_sneak, use, drop, attack, jump, camera meta
+SPEC_GROUPS = (
+    (None,) + tuple(f"hotbar.{i}" for i in range(1, 10)),
+    (None, "forward", "back"),
+    (None, "left", "right"),
+    (None, "sprint", "sneak"),
+    (None, "use"),
+    (None, "drop"),
+    (None, "attack"),
+    (None, "jump"),
+)
+SPEC_INVENTORY = 8640
+SPEC_NULL_BIN = 5
+
+
+def spec_joint_to_factored(joint_buttons: np.ndarray, joint_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Factored buttons and camera bins per the spec: the camera is null when the camera meta digit is off,
+    and passes through unchanged for inventory."""
+    regular = joint_buttons != SPEC_INVENTORY
+    digits = np.unravel_index(np.where(regular, joint_buttons, 0), SPEC_RADICES)
+    buttons = np.zeros((len(joint_buttons), len(FACTORED_BUTTONS)), dtype=np.int64)
+    for digit, options in zip(digits[:-1], SPEC_GROUPS):
+        for value, name in enumerate(options):
+            if name is not None:
+                buttons[regular & (digit == value), FACTORED_BUTTONS.index(name)] = 1
+    buttons[~regular, FACTORED_BUTTONS.index("inventory")] = 1
+    camera_passes = ~regular | (digits[-1] == 1)
+    bins = np.stack([joint_camera // 11, joint_camera % 11], axis=1)
+    return buttons, np.where(camera_passes[:, None], bins, SPEC_NULL_BIN)
+
+
+def spec_factored_to_joint(buttons: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Joint indices per the spec: per group the later-listed pressed button wins, opposite movement keys
+    together mean none, camera meta = camera bins not (5, 5); inventory overrides everything, camera null."""
+    digits = []
+    for options in SPEC_GROUPS:
+        choice = np.zeros(len(buttons), dtype=np.int64)
+        for value, name in enumerate(options):
+            if name is not None:
+                choice[buttons[:, FACTORED_BUTTONS.index(name)] != 0] = value  # later options overwrite
+        if options[1] in ("forward", "left"):
+            both = (buttons[:, FACTORED_BUTTONS.index(options[1])] != 0) & (buttons[:, FACTORED_BUTTONS.index(options[2])] != 0)
+            choice[both] = 0
+        digits.append(choice)
+    camera_meta = np.any(bins != SPEC_NULL_BIN, axis=1).astype(np.int64)
+    joint = np.ravel_multi_index(digits + [camera_meta], SPEC_RADICES)
+    joint_camera = bins[:, 0] * 11 + bins[:, 1]
+    inventory = buttons[:, FACTORED_BUTTONS.index("inventory")] != 0
+    return np.where(inventory, SPEC_INVENTORY, joint), np.where(inventory, 60, joint_camera)
 
 
 def test_camera_bin_centres_match_spec():
@@ -37,25 +90,48 @@ def test_camera_quantiser_rounds_and_clips():
     assert discretize_camera(np.array([1000.0]))[0] == 10
 
 
-def _consistent_camera_indices(joint_button: int, camera_flag: bool) -> list[int]:
-    if joint_button == INVENTORY_BUTTON_INDEX or not camera_flag:
-        return [NULL_CAMERA_INDEX]
-    return [c for c in range(N_CAMERA_COMBOS) if c != NULL_CAMERA_INDEX]
+def test_every_joint_pair_maps_as_the_spec_says_in_both_directions():
+    """All 8641 x 121 (button, camera) pairs: joint -> factored, factored -> joint and env -> joint."""
+    joint_buttons = np.repeat(np.arange(N_BUTTON_COMBOS), N_CAMERA_COMBOS)
+    joint_camera = np.tile(np.arange(N_CAMERA_COMBOS), N_BUTTON_COMBOS)
+    want_buttons, want_bins = spec_joint_to_factored(joint_buttons, joint_camera)
+    buttons, bins = joint_to_factored(joint_buttons, joint_camera)  # (8641 * 121, 20), (8641 * 121, 2)
+    np.testing.assert_array_equal(buttons, want_buttons)
+    np.testing.assert_array_equal(bins, want_bins)
+    want_joint = spec_factored_to_joint(want_buttons, want_bins)
+    # unchanged round trip: camera meta on with a moving camera, or camera off / inventory with the null camera
+    unchanged = (want_joint[0] == joint_buttons) & (want_joint[1] == joint_camera)
+    assert unchanged.sum() == 4320 * 120 + 4320 + 1
+    np.testing.assert_array_equal(factored_to_joint(buttons, bins), want_joint)
+    env_buttons = np.concatenate([buttons, np.zeros((len(buttons), 3), dtype=buttons.dtype)], axis=1)
+    np.testing.assert_array_equal(env_arrays_to_joint(env_buttons, undiscretize_camera(bins)), want_joint)
+    # the MineRL dict path, for a spread of pairs
+    for i in range(0, len(joint_buttons), 9973):
+        action = joint_to_env_action(joint_buttons[i], joint_camera[i])
+        assert env_action_to_joint(action) == (want_joint[0][i], want_joint[1][i])
 
 
-def test_every_joint_action_survives_env_round_trip():
-    checked = 0
-    for b in range(N_BUTTON_COMBOS):
-        camera_flag = b != INVENTORY_BUTTON_INDEX and b % 2 == 1  # camera meta is the fastest radix digit
-        cams = _consistent_camera_indices(b, camera_flag)
-        buttons, bins = joint_to_factored(np.full(len(cams), b), np.array(cams))
-        env = [joint_to_env_action(b, c) for c in cams[:3]]  # the dict path for a few
-        assert [env_action_to_joint(a) for a in env] == [(b, c) for c in cams[:3]]
-        env_buttons = np.concatenate([buttons, np.zeros((len(cams), 3), dtype=buttons.dtype)], axis=1)
-        jb, jc = env_arrays_to_joint(env_buttons, undiscretize_camera(bins))
-        assert (jb == b).all() and list(jc) == cams
-        checked += len(cams)
-    assert checked == 8640 // 2 * 120 + 8640 // 2 + 1  # camera-on combos x 120 + camera-off + inventory
+def test_inventory_keeps_the_sampled_camera():
+    """The original's to_factored passes the camera through for inventory (it is not nulled)."""
+    for c in (0, 7, 120):
+        buttons, bins = joint_to_factored(np.array([INVENTORY_BUTTON_INDEX]), np.array([c]))
+        assert buttons[0].tolist() == [int(name == "inventory") for name in FACTORED_BUTTONS]
+        assert bins[0].tolist() == [c // 11, c % 11]
+    action = joint_to_env_action(INVENTORY_BUTTON_INDEX, 0)
+    assert action["inventory"] == 1 and sum(action[name] for name in ENV_BUTTONS) == 1
+    np.testing.assert_allclose(action["camera"], [-10.0, -10.0])
+
+
+def test_every_factored_button_combination_maps_as_the_spec_says():
+    """All 2^20 factored button rows (several buttons of a group at once, opposite keys, inventory)."""
+    n = 1 << len(FACTORED_BUTTONS)
+    buttons = ((np.arange(n)[:, None] >> np.arange(len(FACTORED_BUTTONS))) & 1).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    bins = np.where(rng.random((n, 1)) < 0.5, SPEC_NULL_BIN, rng.integers(0, 11, size=(n, 2)))
+    got = factored_to_joint(buttons, bins)
+    want = spec_factored_to_joint(buttons, bins)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_known_env_actions_map_to_known_indices():

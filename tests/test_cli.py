@@ -15,6 +15,7 @@ def make_parser() -> cli.ArgumentParser:
     p.add_argument("--n_episodes", type=cli.int_range(1, allow=(-1,)), default=5, help="n")
     p.add_argument("--freeze", type=cli.comma_list(["cnn", "transformer"]), default=[], help="parts")
     p.add_argument("--mode", choices=["a", "b"], default="a", help="mode")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed")
     return p
 
 
@@ -75,3 +76,4 @@ def test_refuse_after_parsing_and_run_main(capsys, tmp_path):
 def test_help_shows_defaults():
     text = make_parser().format_help()
     assert "(default: 320)" in text and "(default: 1e-05)" in text
+    assert "seed (default: 0)" in " ".join(text.split())  # 0 == False, yet a default

@@ -13,7 +13,6 @@ from data.generation.contractor_actions import (
     load_actions_file,
     read_jsonl,
 )
-from data.generation.cursor import draw_cursor
 from vpt_model.action_space import ENV_BUTTONS, env_arrays_to_joint
 
 
@@ -87,15 +86,9 @@ def test_null_rules_env_versus_agent():
     assert joint_buttons[0] == 0 and joint_camera[1] == 60
 
 
-def test_gui_cursor_position_recorded_and_drawn():
-    a = convert_contractor_lines([line(gui=True, x=200, y=100)])
-    assert a.gui_open[0] and tuple(a.cursor_xy[0]) == (200, 100)
-    frame = np.zeros((360, 640, 3), np.uint8)
-    draw_cursor(frame, 200, 100)  # recording pixels (720p) -> this frame's 360p: (100, 50)
-    assert (frame[50, 100] == 255).all() and frame[49, 100].sum() == 0 and frame[50, 99].sum() == 0
-    edge = np.zeros((360, 640, 3), np.uint8)
-    draw_cursor(edge, 1279, 719)  # clipped at the frame border, no error
-    assert (edge[359, 639] == 255).all()
+def test_gui_cursor_position_recorded():
+    a = convert_contractor_lines([line(gui=True, x=200.75, y=100)])  # drawing it: tests/test_cursor.py
+    assert a.gui_open[0] and tuple(a.cursor_xy[0]) == (200.75, 100)
 
 
 def test_truncated_and_malformed_jsonl(tmp_path):

@@ -92,10 +92,19 @@ def test_every_goal_zero_fails(good, capsys):
     assert "PROBLEM: every goal embedding is zero" in capsys.readouterr().out
 
 
-def test_missing_sampling_file_fails(tmp_path, capsys):
-    assert main(diagnose(tmp_path, "nothing_here")) != 0
-    out = capsys.readouterr().out
-    assert f"FAIL: {tmp_path / 'nothing_here_train.txt'} not found (run 2_create_sampling.sh)" in out
+@pytest.mark.parametrize("extra, expected", [
+    (["--sampling", "nothing_here"], "--sampling nothing_here: {tmp}/nothing_here_train.txt not found; run 2_create_sampling.sh (or check --sampling_dir)"),
+    (["--max_btwn_goals", "10"], "--max_btwn_goals 10: must be larger than --min_btwn_goals 15"),
+    (["--p_uncond", "2"], "argument --p_uncond: 2 is out of range: must be >= 0 and <= 1 (see --help)"),
+    (["--batch_size", "0"], "argument --batch_size: 0 is out of range: must be >= 1 (see --help)"),
+])
+def test_bad_settings_are_one_line_exit_2(tmp_path, capsys, extra, expected):
+    (tmp_path / "finetune_train.txt").write_text("")
+    with pytest.raises(SystemExit) as caught:
+        main(["--sampling_dir", str(tmp_path), *extra])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"diagnose_dataset.py: {expected.format(tmp=tmp_path)}\n"
 
 
 def test_unreadable_episode_fails(good, tmp_path, capsys):

@@ -118,12 +118,12 @@ def test_wrong_shape_is_named(tmp_path):
 def test_missing_and_unexpected_keys_are_named_in_one_error(tmp_path):
     state = GoalPrior(TINY).state_dict()
     del state["encoder.3.bias"]
-    state["module.extra"] = torch.zeros(1)
+    state["head.extra"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(StateDictMismatchError) as info:
         load_prior(tmp_path / "bad.pt")
     assert "missing keys (1): encoder.3.bias" in str(info.value)
-    assert "unexpected keys (1): module.extra" in str(info.value)
+    assert "unexpected keys (1): head.extra" in str(info.value)
 
 
 def test_split_is_deterministic_and_disjoint():

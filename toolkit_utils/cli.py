@@ -52,7 +52,9 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        # `is`, not `in`: a default of 0 equals False and must still be shown
+        if "%(default)" in text or action.default is None or action.default is False or not action.option_strings \
+                or action.default == argparse.SUPPRESS:
             return text
         return f"{text} (default: %(default)s)"
 

@@ -92,23 +92,28 @@ def factored_to_joint(buttons: np.ndarray, camera_bins: np.ndarray) -> tuple[np.
         joint = joint * size + choice
     joint_camera = camera_bins[:, 0] * N_CAMERA_BINS + camera_bins[:, 1]
     inventory = buttons[:, _BUTTON_INDEX["inventory"]] != 0
-    joint[inventory] = INVENTORY_BUTTON_INDEX  # inventory excludes every other button and the camera
+    # inventory excludes every other button and the camera in this direction (the reverse keeps the camera)
+    joint[inventory] = INVENTORY_BUTTON_INDEX
     joint_camera[inventory] = NULL_CAMERA_INDEX
     return joint, joint_camera
 
 
 def _build_joint_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Joint button index -> factored buttons row, and -> whether its camera flag is on."""
+    """Joint button index -> factored buttons row, and -> whether its camera meta action is off.
+
+    Inventory (index 8640) has no camera meta action, so its camera is never switched off: the sampled
+    camera passes through, as in VPT's CameraHierarchicalMapping.to_factored (lib/action_mapping.py).
+    """
     rows = np.zeros((N_BUTTON_COMBOS, len(FACTORED_BUTTONS)), dtype=np.int64)
-    camera_on = np.zeros(N_BUTTON_COMBOS, dtype=bool)
+    camera_off = np.zeros(N_BUTTON_COMBOS, dtype=bool)
     combos = itertools.product(*(options for _, options in BUTTON_GROUPS))
     for index, combo in enumerate(combos):
         for option in combo[:-1]:
             if option != "none":
                 rows[index, _BUTTON_INDEX[option]] = 1
-        camera_on[index] = combo[-1] == "camera"
+        camera_off[index] = combo[-1] != "camera"
     rows[INVENTORY_BUTTON_INDEX, _BUTTON_INDEX["inventory"]] = 1
-    return rows, camera_on
+    return rows, camera_off
 
 
 _JOINT_TABLES: tuple[np.ndarray, np.ndarray] | None = None
@@ -122,17 +127,21 @@ def _joint_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 def joint_to_factored(joint_buttons: np.ndarray, joint_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Joint indices -> factored buttons [N,20] and camera bins [N,2] (null when the camera flag is off)."""
+    """Joint indices -> factored buttons [N,20] and camera bins [N,2].
+
+    The camera bins are null where the joint button's camera meta action is off; for inventory (8640)
+    the camera index passes through unchanged (the original's behaviour, SPEC section 4).
+    """
     joint_buttons = np.asarray(joint_buttons, dtype=np.int64).reshape(-1)
     joint_camera = np.asarray(joint_camera, dtype=np.int64).reshape(-1)
     if joint_buttons.size and (joint_buttons.min() < 0 or joint_buttons.max() >= N_BUTTON_COMBOS):
         raise ValueError(f"joint button index out of range 0..{N_BUTTON_COMBOS - 1}")
     if joint_camera.size and (joint_camera.min() < 0 or joint_camera.max() >= N_CAMERA_COMBOS):
         raise ValueError(f"joint camera index out of range 0..{N_CAMERA_COMBOS - 1}")
-    rows, camera_on = _joint_tables()
+    rows, camera_off = _joint_tables()
     buttons = rows[joint_buttons].copy()
     camera_bins = np.stack([joint_camera // N_CAMERA_BINS, joint_camera % N_CAMERA_BINS], axis=1)
-    camera_bins[~camera_on[joint_buttons]] = CAMERA_NULL_BIN
+    camera_bins[camera_off[joint_buttons]] = CAMERA_NULL_BIN
     return buttons, camera_bins
 
 

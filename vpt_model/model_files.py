@@ -6,17 +6,18 @@ import io
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict
+from toolkit_utils.state_dicts import check_state_dict, read_state_dict, strip_key_prefixes
 from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
 from vpt_model.config import PolicyConfig, preset
 
-# Prefixes the original training code left on saved keys (DDP / its policy wrapper).
-WEIGHT_KEY_PREFIXES = ("module.policy.", "policy.", "module.")
+# Prefixes the original training code left on saved keys (DDP / its policy wrapper); torch.compile's
+# `_orig_mod.` is removed as well, alone or combined with these.
+WEIGHT_KEY_PREFIXES = ("module.", "policy.")
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
@@ -81,25 +82,15 @@ def load_policy_config(model: str | os.PathLike) -> PolicyConfig:
     return preset(str(model))
 
 
-def strip_key_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove `module.policy.` / `policy.` / `module.` from keys (the first that matches each key)."""
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in WEIGHT_KEY_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        if key in out:
-            raise StateDictMismatchError(f"key {key!r} appears twice after removing prefixes")
-        out[key] = value
-    return out
-
-
 def load_policy_weights(
     model: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = (), verbose: bool = True
 ) -> list[str]:
-    """Load a `.weights` file strictly (after stripping prefixes); returns keys left at their init."""
-    state_dict = strip_key_prefixes(read_state_dict(path))
+    """Load a `.weights` file strictly (after stripping wrapper prefixes); returns keys left at their init.
+
+    Raises FileNotFoundError, ValueError (not a weights file: one line saying what it is) or
+    StateDictMismatchError naming every missing, unexpected or mis-shaped key.
+    """
+    state_dict = strip_key_prefixes(read_state_dict(path), WEIGHT_KEY_PREFIXES)
     tolerated = check_state_dict(
         model, state_dict, str(path), allow_missing, hint="is the .model / --in_model the one these weights were trained with?"
     )
@@ -128,7 +119,7 @@ def export_safetensors(model_or_weights: nn.Module | str | os.PathLike, path: st
     if isinstance(model_or_weights, nn.Module):
         state_dict = policy_state_dict(model_or_weights)
     else:
-        state_dict = strip_key_prefixes(read_state_dict(model_or_weights))
+        state_dict = strip_key_prefixes(read_state_dict(model_or_weights), WEIGHT_KEY_PREFIXES)
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp))
     os.replace(tmp, path)

@@ -44,7 +44,7 @@ class ContractorActions:
     env_camera: np.ndarray  # (N, 2) float32 degrees (pitch, yaw)
     env_null: np.ndarray  # (N,) bool: the original STEVE-1 rule (no mapped key, no mouse button, no mouse motion)
     gui_open: np.ndarray  # (N,) bool
-    cursor_xy: np.ndarray  # (N, 2) float32 mouse position in recording pixels
+    cursor_xy: np.ndarray  # (N, 2) float64 mouse position in recording pixels (exact JSON values: the cursor pixel truncates them)
 
     @property
     def agent_null(self) -> np.ndarray:
@@ -84,7 +84,7 @@ def convert_contractor_lines(
     camera = np.zeros((n, 2), dtype=np.float32)
     env_null = np.ones(n, dtype=bool)
     gui_open = np.zeros(n, dtype=bool)
-    cursor = np.zeros((n, 2), dtype=np.float32)
+    cursor = np.zeros((n, 2), dtype=np.float64)
     attack_stuck = False
     last_hotbar = 0
     for i, line in enumerate(lines):
@@ -151,7 +151,7 @@ def env_action_lines_to_contractor_actions(lines: Iterable[dict[str, Any]], sour
         raise ActionFileError(f"{source}: no action lines")
     env_buttons, env_camera = np.stack(buttons), np.stack(cameras)
     env_null = ~env_buttons.any(axis=1) & ~env_camera.any(axis=1)
-    return ContractorActions(env_buttons, env_camera, env_null, np.zeros(n, bool), np.zeros((n, 2), np.float32))
+    return ContractorActions(env_buttons, env_camera, env_null, np.zeros(n, bool), np.zeros((n, 2), np.float64))
 
 
 def is_contractor_line(line: dict[str, Any]) -> bool:
