@@ -76,22 +76,21 @@ class IDMConfig:
     """Architecture of an IDM: the trunk's config plus the temporal convolution in front of it."""
 
     trunk: PolicyConfig
-    conv3d_kernel: tuple[int, int, int] | None = (5, 1, 1)  # (time, height, width); None: no Conv3d
+    conv3d_kernel: tuple[int, int, int] = (5, 1, 1)  # (time, height, width)
     conv3d_out: int = 16
 
     @classmethod
     def from_model_kwargs(cls, net_args: Mapping[str, Any], pi_head_opts: Mapping[str, Any] | None = None) -> "IDMConfig":
         """Build from a `.model` file's `net.args` (+ `pi_head_opts`); ValueError names what is not implemented."""
         kw = dict(net_args)
-        conv3d = kw.pop("conv3d_params", None)
-        kw.pop("first_conv_norm", None)  # the IDM decides it: the first CNN conv is normalised after a Conv3d
-        kernel, out = None, IMG_CHANNELS
-        if conv3d is not None:
-            kernel, out = _parse_conv3d_params(conv3d)
+        if kw.get("conv3d_params") is None:  # VPT's InverseActionNet allows none, but every released IDM has one
+            raise ValueError("no conv3d_params: this is a policy's .model, not an inverse dynamics model's (4x_idm.model)")
+        kernel, out = _parse_conv3d_params(kw.pop("conv3d_params"))
+        kw.pop("first_conv_norm", None)  # the IDM decides it: the first CNN conv is normalised after the Conv3d
         img_shape = list(kw.get("img_shape") or [])
         if len(img_shape) != 3 or img_shape[2] != out:
             raise ValueError(f"img_shape {img_shape} must be [H, W, {out}] (the channels the Conv3d hands the CNN)")
-        trunk = PolicyConfig.from_policy_kwargs({**kw, "first_conv_norm": conv3d is not None}, pi_head_opts)
+        trunk = PolicyConfig.from_policy_kwargs({**kw, "first_conv_norm": True}, pi_head_opts)
         return cls(trunk=trunk, conv3d_kernel=kernel, conv3d_out=out)
 
     def to_model_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -100,11 +99,10 @@ class IDMConfig:
         net_args.pop("first_conv_norm")  # InverseActionNet sets it itself; passing it too is a TypeError there
         net_args.pop("diff_mlp_embedding")
         net_args["single_output"] = True
-        if self.conv3d_kernel is not None:
-            net_args["conv3d_params"] = {
-                "inchan": IMG_CHANNELS, "outchan": self.conv3d_out, "kernel_size": list(self.conv3d_kernel),
-                "padding": [k // 2 for k in self.conv3d_kernel],
-            }
+        net_args["conv3d_params"] = {
+            "inchan": IMG_CHANNELS, "outchan": self.conv3d_out, "kernel_size": list(self.conv3d_kernel),
+            "padding": [k // 2 for k in self.conv3d_kernel],
+        }
         return net_args, pi_head_opts
 
 
@@ -146,9 +144,8 @@ class InverseActionNet(MinecraftPolicy):
 
     def __init__(self, config: IDMConfig) -> None:
         super().__init__(config.trunk)
-        self.conv3d_layer = None
-        if config.conv3d_kernel is not None:  # no norm on the raw pixels: the layer has a bias
-            self.conv3d_layer = NormedLayer(IMG_CHANNELS, config.conv3d_out, "conv3d", kernel_size=config.conv3d_kernel)
+        # No norm on the raw pixels, so the layer has a bias.
+        self.conv3d_layer = NormedLayer(IMG_CHANNELS, config.conv3d_out, "conv3d", kernel_size=config.conv3d_kernel)
 
     def forward(  # type: ignore[override]
         self, obs: dict[str, torch.Tensor], first: torch.Tensor, state: PolicyState
@@ -158,8 +155,7 @@ class InverseActionNet(MinecraftPolicy):
         if img.ndim != 5 or tuple(img.shape[2:]) != (height, width, IMG_CHANNELS):
             raise ValueError(f"obs['img'] must be (B, T, {height}, {width}, 3), got {tuple(img.shape)}")
         x = img.float() / 255.0
-        if self.conv3d_layer is not None:
-            x = self.conv3d_layer(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)  # (B, C, T, H, W) and back
+        x = self.conv3d_layer(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)  # over (B, C, T, H, W), and back
         x = self.img_process(x)  # (B, T, hidsize); the IDM has no pre_lstm_ln in its forward, even if built
         x, state = self.recurrent_layer(x, first.bool(), state)
         # The original computes lastlayer(x) here and then overwrites it with final_ln(x): lastlayer's weights

@@ -27,19 +27,24 @@ import itertools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Iterator
+from typing import Any, Hashable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
+from data.EpisodeStorage import FPS
 from data.generation.contractor_actions import ContractorActions
-from data.video_io import read_video_frames
+from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, resample_indices
+from data.video_io import VideoReader, read_video_frames
 from MineRLConditionalAgent import resize_frame
+from toolkit_utils import cli
 from vpt_model.inverse_dynamics import (
     CONFIDENCE_NAMES,
     InverseActionPolicy,
     argmax_actions,
     idm_actions_to_env,
+    load_idm_config,
+    load_idm_weights,
 )
 from vpt_model.policy import PolicyState
 
@@ -150,7 +155,9 @@ class IDMLabeller:
                         chunk = stream.pending.result()
                     except (ValueError, OSError) as error:
                         active.remove(stream)
-                        yield stream.key, IDMLabellingError(f"{stream.key}: {' '.join(str(error).split())}")
+                        message = " ".join(str(error).split())
+                        named = message if message.startswith(str(stream.key)) else f"{stream.key}: {message}"
+                        yield stream.key, IDMLabellingError(named)
                         continue
                     if len(chunk) == self.chunk:
                         stream.pending = pool.submit(_read_chunk, stream.frames, self.chunk)  # decodes during the forward
@@ -249,3 +256,77 @@ def idm_metadata(model: str | os.PathLike, weights: str | os.PathLike, labeller:
 def label_video(labeller: IDMLabeller, video: str | os.PathLike, frame_indices: np.ndarray | None = None) -> IDMLabels:
     """Label one video file (its frames at `frame_indices`, or all); raises IDMLabellingError naming the file."""
     return labeller.label_frames(idm_input_frames(video, frame_indices), name=str(Path(video)))
+
+
+def load_labeller(model: str, weights: str, device: str, dtype: str = "fp32", batch_size: int = 1) -> IDMLabeller:
+    """The labeller for --idm_model/--idm_weights; a bad file is one cli.SettingError line naming the option and the fix."""
+    fix = "download 4x_idm.model and 4x_idm.weights with: ONLY=idm bash download_weights.sh"
+    cli.existing_file("--idm_model", model, fix)
+    cli.existing_file("--idm_weights", weights, fix)
+    try:
+        idm = InverseActionPolicy(load_idm_config(model))
+    except ValueError as error:
+        cli.refuse("--idm_model", model, without_path(error, model), "pass VPT's 4x_idm.model")
+    try:
+        load_idm_weights(idm, weights)
+    except ValueError as error:  # unreadable, a policy's weights, or keys that do not match (all named)
+        cli.refuse("--idm_weights", weights, without_path(error, weights), "pass the 4x_idm.weights that goes with --idm_model")
+    return IDMLabeller(idm, device, dtype, DEFAULT_CHUNK, batch_size)
+
+
+def without_path(error: BaseException, path: str | os.PathLike) -> str:
+    """An error message without a leading '<path>: ' (the refusal names the path already)."""
+    message, prefix = str(error), f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+class Outcome(NamedTuple):
+    """What became of one recording: the episode written (None when skipped or failed) and why."""
+
+    recording: Path
+    episode: Path | None
+    message: str
+    failed: bool = False
+
+
+def label_and_convert(
+    episode_dirs: list[Path], output_dir: Path, video_name: str, labeller: IDMLabeller, idm_info: dict[str, Any],
+    goal_encoder: Any, options: ConversionOptions, device: str, mineclip_info: dict[str, Any],
+) -> Iterator[Outcome]:
+    """Label recordings without actions and convert each as soon as it is labelled, like any other recording.
+
+    One Outcome per recording; a recording that cannot be read, labelled or converted fails alone
+    (failed=True, the message names the file) and the others go on. Recordings at another frame rate
+    are resampled to 20 fps first (what the IDM saw in training); the episode keeps exactly the labelled
+    frames, minus those whose labelled action is null (options.null_filter), with their confidence.
+    """
+    plans: dict[Path, tuple[float, int, np.ndarray | None]] = {}  # video -> (fps, frames, 20 fps frame indices)
+    for episode_dir in episode_dirs:
+        video = episode_dir / video_name
+        try:
+            with VideoReader(video) as reader:
+                fps, n_video = reader.fps, reader.num_frames
+        except ValueError as error:
+            yield Outcome(episode_dir, None, str(error), failed=True)
+            continue
+        indices = resample_indices(n_video, fps, FPS) if abs(fps - FPS) > 1e-3 else None
+        plans[video] = (fps, n_video, indices)
+    streams = ((video, idm_input_frames(video, plan[2])) for video, plan in plans.items())
+    for video, result in labeller.label_streams(streams):
+        fps, n_video, indices = plans[video]
+        episode_dir = video.parent
+        if isinstance(result, Exception):
+            yield Outcome(episode_dir, None, str(result), failed=True)
+            continue
+        if indices is not None and len(result) != len(indices):
+            yield Outcome(episode_dir, None, f"{video}: decoded {len(result)} of the {len(indices)} frames to label", failed=True)
+            continue
+        source = {"kind": "custom", "video": str(video), "source_fps": fps, "resampled_to_fps": FPS,
+                  "source_frames": n_video, "mineclip": mineclip_info, "actions": "idm", "idm": idm_info}
+        try:
+            episode, message = convert_recording(video, result.to_actions(), output_dir / episode_dir.name, goal_encoder,
+                                                 options, source, device, frame_indices=indices)
+        except (ConversionError, OSError, ValueError) as error:
+            yield Outcome(episode_dir, None, str(error).splitlines()[0], failed=True)
+            continue
+        yield Outcome(episode_dir, episode, f"{message}, actions labelled by the IDM" if episode else message)
