@@ -136,17 +136,18 @@ def test_argmax_actions_confidence_and_env_camera():
     pd["buttons"][0, 0, 2] = torch.tensor([-2.0, -0.1])  # forward pressed at frame 0
     pd["camera"][0, 0, 0, 10] = -0.2  # pitch bin 10 (+10 degrees)
     pd["camera"][0, 0, 1, 5] = -0.3  # yaw bin 5 (no move)
-    pd["camera"][0, 1, :, 0] = -0.1  # frame 1: both axes at bin 0 (-10 degrees)
+    pd["camera"][0, 1, 0, 0] = -0.1  # frame 1: pitch bin 0 (-10 degrees)
+    pd["camera"][0, 1, 1, 7] = -0.1  # and yaw bin 7 (mu-law centre +1.6095 degrees)
     buttons, camera, confidence = argmax_actions(pd)
     assert buttons[0, 0].tolist() == [0, 0, 1] + [0] * 17
     assert buttons[0, 1].sum() == 0  # equal log-probs: the lower class, as torch.argmax in the original
-    assert camera.tolist() == [[[10, 5], [0, 0]]]
+    assert camera.tolist() == [[[10, 5], [0, 7]]]
     torch.testing.assert_close(confidence[0, 0, 2], torch.tensor(np.exp(-0.1), dtype=torch.float32))
     torch.testing.assert_close(confidence[0, 0, 20:], torch.tensor(np.exp([-0.2, -0.3]), dtype=torch.float32))
     assert confidence.shape == (1, 2, len(CONFIDENCE_NAMES))
     env_buttons, env_camera = idm_actions_to_env(buttons[0].numpy(), camera[0].numpy())
     assert env_buttons.shape == (2, len(ENV_BUTTONS)) and env_buttons[0, ENV_BUTTONS.index("forward")] == 1
-    np.testing.assert_allclose(env_camera, [[10.0, 0.0], [-10.0, -10.0]], atol=1e-5)
+    np.testing.assert_allclose(env_camera, [[10.0, 0.0], [-10.0, 1.6095]], atol=1e-4)
     assert CONFIDENCE_NAMES[:20] == FACTORED_BUTTONS
 
 
@@ -193,3 +194,45 @@ def test_a_model_file_that_builds_objects_is_refused_without_running_them(tmp_pa
 def test_policy_config_accepts_the_unmasked_style_and_round_trips_it():
     kwargs, pi = dataclasses.replace(preset("tiny"), attention_mask_style="none").to_policy_kwargs()
     assert PolicyConfig.from_policy_kwargs(kwargs, pi).attention_mask_style == "none"
+
+
+def _naive_unmasked_attention(layer, x, state_k, state_v):
+    """VPT's attention_mask_style "none" written out query by query: keys = cache + chunk, all visible;
+    logits q.k / head_dim + sum_n r[n] * b_nd[n, distance] for 0 <= distance < M (else no bias)."""
+    b, t, d = x.shape
+    h, m = layer.heads, layer.maxlen
+    q = layer.q_layer(x)
+    k = torch.cat([state_k, layer.k_layer(x)], 1)
+    v = torch.cat([state_v, layer.v_layer(x)], 1)
+    r = layer.r_layer(x).reshape(b, t, h, 10)
+    out = torch.zeros(b, t, d)
+    hd = d // h
+    for head in range(h):
+        sl = slice(head * hd, (head + 1) * hd)
+        for i in range(t):
+            logits = (k[:, :, sl] @ q[:, i, sl].unsqueeze(-1)).squeeze(-1) / hd  # (B, M + t)
+            for j in range(m + t):
+                distance = m + i - j
+                if 0 <= distance < m:
+                    logits[:, j] += (r[:, i, head] * layer.b_nd[:, distance]).sum(-1)
+            out[:, i, sl] = torch.softmax(logits, -1).unsqueeze(1).bmm(v[:, :, sl]).squeeze(1)
+    return x + layer.proj_layer(out)
+
+
+@pytest.mark.parametrize("memory", [16, 21])
+def test_unmasked_attention_equals_its_definition_and_keeps_the_last_frames(memory):
+    net_args, pi = idm_preset("tiny").to_model_kwargs()
+    idm = InverseActionPolicy(IDMConfig.from_model_kwargs({**net_args, "attention_memory_size": memory}, pi))
+    randomize_(idm, scale=0.3)
+    layer = idm.net.recurrent_layer.blocks[0].r.orc_block
+    m = memory - 16
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 32, generator=g)
+    cache = (torch.ones(2, 1, m, dtype=torch.bool), torch.randn(2, m, 32, generator=g), torch.randn(2, m, 32, generator=g))
+    with torch.no_grad():
+        got, state = layer(x, torch.ones(2, 7, dtype=torch.bool), cache)  # `first` is ignored, as in the original
+        expected = _naive_unmasked_attention(layer, x, cache[1], cache[2])
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        keys = torch.cat([cache[1], layer.k_layer(x)], 1)
+    assert state[1].shape == (2, m, 32)  # the cache keeps the last M keys (none for the 4x layout)
+    torch.testing.assert_close(state[1], keys[:, keys.shape[1] - m :])

@@ -324,3 +324,31 @@ def test_the_episode_validator_checks_the_confidence_array(tmp_path):
     np.savez(tmp_path / "ep" / "actions.npz", **dict(arrays, **{IDM_CONFIDENCE: np.ones((29, 22), np.float32)}))
     assert "actions.npz: idm_confidence is float32 [29, 22], expected float32 [30, 22]" in validate_episode(tmp_path / "ep").errors
     assert len(ENV_BUTTONS) == 23 and 22 == len(__import__("vpt_model.inverse_dynamics").inverse_dynamics.CONFIDENCE_NAMES)
+
+
+def test_null_labelled_frames_are_dropped_with_their_confidence(tmp_path):
+    """The episode keeps the labelled frames whose action is not null, each with its own confidence row."""
+    import dataclasses as dc
+
+    from data.generation.episode_conversion import ConversionOptions, convert_recording, load_goal_encoder
+    from data.generation.idm_labelling import IDMLabels
+
+    n = 40
+    _write_video(tmp_path / "v.mp4", _frames(n, 4)[:, :64, :96])
+    env_buttons = np.zeros((n, len(ENV_BUTTONS)), np.uint8)
+    env_buttons[::2, ENV_BUTTONS.index("forward")] = 1  # odd frames: null (no button, no camera move)
+    env_camera = np.zeros((n, 2), np.float32)
+    env_camera[5] = (0.0, 0.6154)  # ... except frame 5, which moves the camera
+    confidence = np.linspace(0.5, 1.0, n * 22, dtype=np.float32).reshape(n, 22)
+    actions = IDMLabels(env_buttons, env_camera, confidence).to_actions()
+    model, info = load_goal_encoder(None, True, "cpu")
+    episode_dir, _ = convert_recording(tmp_path / "v.mp4", actions, tmp_path / "ep", model,
+                                       dc.replace(ConversionOptions(), min_timesteps=16), {"kind": "test"}, progress=False)
+    keep = np.zeros(n, bool)
+    keep[::2] = True
+    keep[5] = True
+    episode = load_episode(episode_dir)
+    assert episode.num_frames == keep.sum() == 21
+    np.testing.assert_array_equal(episode.idm_confidence, confidence[keep])
+    np.testing.assert_array_equal(episode.env_camera, env_camera[keep])
+    assert validate_episode(episode_dir).ok
