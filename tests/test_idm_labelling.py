@@ -293,7 +293,7 @@ def test_overlay_of_an_episode_and_of_a_raw_recording(tmp_path, idm_files):
     _write_video(video, _frames(130, 3)[:, :72, :128])
     model, weights = idm_files
     argv = ["--video", str(video), "--idm_model", str(model), "--idm_weights", str(weights), "--output", str(tmp_path / "v.mp4"),
-            "--seconds", "6.4", "--device", "cpu"]
+            "--seconds", "7", "--device", "cpu"]  # rounded down to one whole chunk
     assert overlay_actions.main(argv) == 0
     with VideoReader(tmp_path / "v.mp4") as reader:
         assert (reader.num_frames, reader.height, reader.width) == (128, 360, 640)

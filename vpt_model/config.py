@@ -6,6 +6,8 @@ import dataclasses
 import warnings
 from typing import Any, Mapping
 
+from vpt_model.transformer import ATTENTION_MASK_STYLES
+
 # The released 2x model (its 2x.model kwargs); 1x/3x differ only in width.
 VPT_2X_POLICY_KWARGS: dict[str, Any] = {
     "attention_heads": 16,
@@ -76,8 +78,8 @@ class PolicyConfig:
                 unsupported.append(f"{name}={kwargs.get(name)!r} (only {ok!r} is implemented)")
 
         expect("recurrence_type", "transformer", "lstm")
-        if kw.get("attention_mask_style", "clipped_causal") not in ("clipped_causal", "none"):
-            unsupported.append(f"attention_mask_style={kw['attention_mask_style']!r} (only 'clipped_causal' and 'none')")
+        if kw.get("attention_mask_style", "clipped_causal") not in ATTENTION_MASK_STYLES:
+            unsupported.append(f"attention_mask_style={kw['attention_mask_style']!r} (only {ATTENTION_MASK_STYLES})")
         expect("use_pointwise_layer", True, True)
         expect("recurrence_is_residual", True, True)
         expect("diff_mlp_embedding", False, False)

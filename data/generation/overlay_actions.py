@@ -7,7 +7,9 @@
         --idm_model data/weights/vpt/4x_idm.model --idm_weights data/weights/vpt/4x_idm.weights --output check.mp4
 
 Each frame shows the buttons pressed, the camera move (degrees, and an arrow from the centre: right = yaw,
-down = pitch) and, for IDM labels, the lowest confidence among the 22 outputs and which output it is.
+down = pitch) and, for IDM labels, the lowest confidence among the 22 outputs and which output it is. With
+--video the clip is rounded down to whole IDM chunks of 128 frames (6.4 s), so its labels are the ones step 1
+gives those frames.
 """
 
 from __future__ import annotations
@@ -77,9 +79,13 @@ def overlay_episode(episode_dir: str | Path, output: str | Path, start: int, num
 
 
 def overlay_video(video: str | Path, output: str | Path, labeller: idm_labelling.IDMLabeller, num_frames: int) -> int:
-    """Label the first num_frames 20 fps frames of a raw recording with the IDM and write them with their labels."""
+    """Label the first 20 fps frames of a raw recording with the IDM and write them with their labels.
+
+    num_frames is rounded down to whole IDM chunks, so the labels are the ones step 1 gives these frames.
+    """
     with VideoReader(video) as reader:
         fps, n_video = reader.fps, reader.num_frames
+    num_frames = max(num_frames // labeller.chunk, 1) * labeller.chunk
     indices = resample_indices(n_video, fps, FPS)[:num_frames]
     labels = labeller.label_frames(idm_labelling.idm_input_frames(video, indices), name=str(video))
     written = 0
