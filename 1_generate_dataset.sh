@@ -27,6 +27,9 @@ MIN_TIMESTEPS=${MIN_TIMESTEPS:-1000}
 # Your own recordings (episode_xxx/video.mp4 + actions.jsonl); empty: none
 CUSTOM_INPUT_DIR=${CUSTOM_INPUT_DIR:-}
 CUSTOM_OUTPUT_DIR=${CUSTOM_OUTPUT_DIR:-data/dataset_custom}
+# VPT's inverse dynamics model: labels your recordings that have no actions.jsonl (ONLY=idm bash download_weights.sh)
+IDM_MODEL=${IDM_MODEL:-data/weights/vpt/4x_idm.model}
+IDM_WEIGHTS=${IDM_WEIGHTS:-data/weights/vpt/4x_idm.weights}
 PYTHON=${PYTHON:-.venv/bin/python}
 
 MINECLIP_ARGS=(--mineclip_weights "$MINECLIP_WEIGHTS")
@@ -40,7 +43,7 @@ for INDEX in $INDEXES; do
 done
 if [ -n "$CUSTOM_INPUT_DIR" ]; then
   "$PYTHON" data/generation/convert_custom_data.py --input_dir "$CUSTOM_INPUT_DIR" --output_dir "$CUSTOM_OUTPUT_DIR" \
-    "${MINECLIP_ARGS[@]}" --batch_size "$BATCH_SIZE" || status=1
+    "${MINECLIP_ARGS[@]}" --batch_size "$BATCH_SIZE" --idm_model "$IDM_MODEL" --idm_weights "$IDM_WEIGHTS" || status=1
 fi
 # Check what was written: one line per episode
 "$PYTHON" data/EpisodeStorage.py --validate "$OUTPUT_DIR" --no_decode || status=1

@@ -4,7 +4,7 @@
 # Safe to re-run: complete files are skipped and interrupted HTTP downloads resume.
 # Google Drive files need gdown (pip install gdown); without it the exact manual steps are printed.
 
-# Which files: vpt | mineclip | steve1 | all
+# Which files: vpt | mineclip | steve1 | idm (VPT's inverse dynamics model, labels recordings without actions) | all
 ONLY=${ONLY:-all}
 # Set to 1 to also fetch the prior's training pairs (data/prior_dataset/data.pkl, a pickle); empty: skip
 WITH_PRIOR_DATASET=${WITH_PRIOR_DATASET:-}
@@ -12,6 +12,8 @@ WITH_PRIOR_DATASET=${WITH_PRIOR_DATASET:-}
 DATA_DIR=${DATA_DIR:-data}
 # Where the VPT files are served (OpenAI's public bucket)
 BASE_URL=${BASE_URL:-https://openaipublic.blob.core.windows.net/minecraft-rl/models/}
+# Where the IDM files (4x_idm.model, 4x_idm.weights) are served
+IDM_BASE_URL=${IDM_BASE_URL:-https://openaipublic.blob.core.windows.net/minecraft-rl/idm/}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
@@ -20,4 +22,5 @@ PYTHON=${PYTHON:-.venv/bin/python}
   --only "$ONLY" \
   ${WITH_PRIOR_DATASET:+--with_prior_dataset} \
   --data_dir "$DATA_DIR" \
-  --base_url "$BASE_URL"
+  --base_url "$BASE_URL" \
+  --idm_base_url "$IDM_BASE_URL"

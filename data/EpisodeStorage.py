@@ -6,7 +6,9 @@ Our format, written only by EpisodeWriter (no pickle anywhere):
       frames.mp4           h264, 128x128, 20 fps (data.video_io.VideoWriter)
       actions.npz          env_buttons uint8 [N,23] (ENV_BUTTONS order), env_camera float32 [N,2]
                            (pitch, yaw degrees), agent_buttons int16 [N] (joint 0..8640),
-                           agent_camera int16 [N] (joint 0..120)
+                           agent_camera int16 [N] (joint 0..120); episodes labelled by the inverse dynamics
+                           model also hold idm_confidence float32 [N,22] (probability of each chosen output:
+                           the 20 FACTORED_BUTTONS, camera pitch, camera yaw)
       mineclip_embeds.npy  float32 [N,512]; rows 0..14 NaN, row i >= 15 embeds frames i-15..i
       metadata.json        format, format_version, num_frames, fps, frame_size, embed_start,
                            source, conversion, versions, created, video, files (size + sha256)
@@ -83,6 +85,10 @@ ACTION_DTYPES = {
     "agent_buttons": np.dtype(np.int16),
     "agent_camera": np.dtype(np.int16),
 }
+# Optional arrays of actions.npz: name -> (dtype, columns). idm_confidence: see data/generation/idm_labelling.py
+# (columns = vpt_model.inverse_dynamics.CONFIDENCE_NAMES, not imported here: the validator needs no torch).
+IDM_CONFIDENCE = "idm_confidence"
+OPTIONAL_ACTION_ARRAYS = {IDM_CONFIDENCE: (np.dtype(np.float32), 22)}
 # Writer leftovers: ".<name>.tmp-<pid>-<hex>" while writing, ".<name>.old-<pid>-<hex>" while replacing.
 _LEFTOVER_DIR = re.compile(r"^\..+\.(tmp|old)-\d+-[0-9a-f]+$")
 _WRITER_METADATA_FIELDS = {"env_button_names", "video"}  # written too, beyond the required ones
@@ -153,6 +159,7 @@ def _check_action_arrays(arrays: Mapping[str, np.ndarray], check_joint: bool = T
         errors.append(f"{ACTIONS_FILE}: agent_buttons outside 0..{N_BUTTON_COMBOS - 1}")
     if np.any((agent_camera < 0) | (agent_camera >= N_CAMERA_COMBOS)):
         errors.append(f"{ACTIONS_FILE}: agent_camera outside 0..{N_CAMERA_COMBOS - 1}")
+    errors += _check_optional_action_arrays(arrays, n)
     if check_joint and not errors:
         joint_buttons, joint_camera = env_arrays_to_joint(buttons, camera)
         wrong = (joint_buttons != agent_buttons) | (joint_camera != agent_camera)
@@ -161,6 +168,20 @@ def _check_action_arrays(arrays: Mapping[str, np.ndarray], check_joint: bool = T
                 f"{ACTIONS_FILE}: agent_buttons/agent_camera disagree with env_buttons/env_camera at "
                 f"{int(wrong.sum())} frame(s), first {_first(wrong)}"
             )
+    return errors
+
+
+def _check_optional_action_arrays(arrays: Mapping[str, np.ndarray], n: int) -> list[str]:
+    """Shape [N, columns], dtype and the [0, 1] range of the optional arrays that are present."""
+    errors = []
+    for name, (dtype, columns) in OPTIONAL_ACTION_ARRAYS.items():
+        if name not in arrays:
+            continue
+        array = arrays[name]
+        if array.shape != (n, columns) or array.dtype != dtype:
+            errors.append(f"{ACTIONS_FILE}: {name} is {array.dtype} {list(array.shape)}, expected {dtype} [{n}, {columns}]")
+        elif not np.all((array >= 0) & (array <= 1)):  # NaN fails too
+            errors.append(f"{ACTIONS_FILE}: {name} has values outside [0, 1] (first at frame {_first(~((array >= 0) & (array <= 1)))})")
     return errors
 
 
@@ -343,6 +364,7 @@ class Episode:
     agent_camera: np.ndarray  # (N,) int16 joint camera index
     embeds: np.ndarray  # (N, 512) float32, NaN rows < EMBED_START; memory-mapped for our layout
     metadata: dict
+    idm_confidence: np.ndarray | None = None  # (N, 22) float32 for episodes labelled by the IDM, else None
     _reader: VideoReader | None = field(default=None, init=False, repr=False)
 
     def read_frames(self, start: int, stop: int) -> np.ndarray:
@@ -427,6 +449,7 @@ def _load_episode(path: Path, trust_legacy_pickle: bool, mmap_embeds: bool) -> E
         agent_camera=arrays["agent_camera"],
         embeds=embeds,
         metadata=metadata,
+        idm_confidence=arrays.get(IDM_CONFIDENCE),
     )
 
 
@@ -505,6 +528,7 @@ class EpisodeWriter:
         self._camera: list[np.ndarray] = []
         self._num_actions = 0
         self._embeds: np.ndarray | None = None
+        self._idm_confidence: np.ndarray | None = None
         self._done = False  # closed or aborted
         self._committed = False
 
@@ -554,6 +578,14 @@ class EpisodeWriter:
             raise ValueError("; ".join(errors))
         self._embeds = embeds
 
+    def set_idm_confidence(self, confidence: np.ndarray) -> None:
+        """For actions labelled by the inverse dynamics model: float32 [N, 22], each chosen output's probability."""
+        confidence = np.asarray(confidence, dtype=np.float32)
+        errors = _check_optional_action_arrays({IDM_CONFIDENCE: confidence}, len(confidence))
+        if errors:
+            raise ValueError("; ".join(errors))
+        self._idm_confidence = confidence
+
     def close(self) -> Path:
         """Finish every file, then atomically rename the directory to its final name; return that path."""
         if self._committed:
@@ -575,13 +607,17 @@ class EpisodeWriter:
             raise ValueError(f"an episode needs at least {MIN_FRAMES} frames, got {n}")
         if self._embeds is None:
             raise ValueError("set_embeds() was never called")
-        mismatch = _count_mismatch({"frames": n, "actions": self._num_actions, "embeds": len(self._embeds)})
+        counts = {"frames": n, "actions": self._num_actions, "embeds": len(self._embeds)}
+        if self._idm_confidence is not None:
+            counts[IDM_CONFIDENCE] = len(self._idm_confidence)
+        mismatch = _count_mismatch(counts)
         if mismatch:
             raise ValueError(mismatch[0])
         self._video.close()
         env_buttons = np.concatenate(self._buttons)
         env_camera = np.concatenate(self._camera)
         agent_buttons, agent_camera = env_arrays_to_joint(env_buttons, env_camera)
+        optional = {} if self._idm_confidence is None else {IDM_CONFIDENCE: self._idm_confidence}
         with open(self.temp_dir / ACTIONS_FILE, "wb") as file:
             np.savez(
                 file,
@@ -589,6 +625,7 @@ class EpisodeWriter:
                 env_camera=env_camera,
                 agent_buttons=agent_buttons.astype(np.int16),
                 agent_camera=agent_camera.astype(np.int16),
+                **optional,
             )
         with open(self.temp_dir / EMBEDS_FILE, "wb") as file:
             np.save(file, self._embeds, allow_pickle=False)

@@ -1,6 +1,7 @@
 """Put every pretrained file the toolkit uses where its scripts expect it (download_weights.sh).
 
     data/weights/vpt/2x.model, rl-from-foundation-2x.weights, foundation-model-2x.weights   (public HTTP)
+    data/weights/vpt/4x_idm.model, 4x_idm.weights   (inverse dynamics model, labels videos; public HTTP)
     data/weights/mineclip/attn.pth                                                         (Google Drive)
     data/weights/steve1/steve1.weights, steve1_prior.pt                                    (Google Drive)
     data/prior_dataset/data.pkl          (optional, --with_prior_dataset; a pickle)       (Google Drive)
@@ -24,10 +25,11 @@ from types import ModuleType
 from data.http_download import DEFAULT_RETRIES, DownloadError, download_file, file_md5, is_complete, part_path
 
 VPT_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/models/"
+IDM_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/idm/"  # VPT's README links the IDM there
 DRIVE_DOWNLOAD_URL = "https://drive.google.com/uc?id={id}"
 DRIVE_VIEW_URL = "https://drive.google.com/file/d/{id}/view"
 MINECLIP_ATTN_MD5 = "b5ece9198337cfd117a3bfbd921e56da"
-GROUPS = ("vpt", "mineclip", "steve1")
+GROUPS = ("vpt", "mineclip", "steve1", "idm")
 PRIOR_DATASET_GROUP = "prior_dataset"
 
 
@@ -51,6 +53,8 @@ REMOTE_FILES = (
     RemoteFile("vpt", "weights/vpt/2x.model"),
     RemoteFile("vpt", "weights/vpt/rl-from-foundation-2x.weights"),
     RemoteFile("vpt", "weights/vpt/foundation-model-2x.weights"),
+    RemoteFile("idm", "weights/vpt/4x_idm.model"),
+    RemoteFile("idm", "weights/vpt/4x_idm.weights"),
     RemoteFile("mineclip", "weights/mineclip/attn.pth", drive_id="1uaZM1ZLBz2dZWcn85rZmjP7LV6Sg5PZW", md5=MINECLIP_ATTN_MD5),
     RemoteFile("steve1", "weights/steve1/steve1.weights", drive_id="1E3fd_-H1rRZqMkUKHfiMhx-ppLLehQPI"),
     RemoteFile("steve1", "weights/steve1/steve1_prior.pt", drive_id="1OdX5wiybK8jALVfP5_dEo0CWm9BQbDES"),
@@ -62,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=(*GROUPS, "all"), default="all",
-                   help="which files: vpt (policy + weights), mineclip (attn.pth), steve1 (agent + prior), or all")
+                   help="which files: vpt (policy + weights), mineclip (attn.pth), steve1 (agent + prior), "
+                        "idm (VPT's inverse dynamics model, labels recordings without actions), or all")
     p.add_argument("--with_prior_dataset", action="store_true",
                    help="also fetch the prior's training pairs, data/prior_dataset/data.pkl (a pickle)")
     p.add_argument("--data_dir", default="data", help="root the targets are placed under (the scripts expect data)")
     p.add_argument("--base_url", default=VPT_BASE_URL, help="where the VPT files are served (override for a mirror)")
+    p.add_argument("--idm_base_url", default=IDM_BASE_URL, help="where the IDM files are served (override for a mirror)")
     p.add_argument("--mirror_url", default=None,
                    help="fetch the Google Drive files over HTTP from <mirror_url>/<file name> instead (default: Drive)")
     p.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
@@ -163,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir)
     outcomes = {}
     for remote in select_files(args.only, args.with_prior_dataset):
-        outcomes[remote] = fetch(remote, data_dir, args.base_url, args.mirror_url, args.retries, not args.no_progress)
+        base_url = args.idm_base_url if remote.group == "idm" else args.base_url
+        outcomes[remote] = fetch(remote, data_dir, base_url, args.mirror_url, args.retries, not args.no_progress)
     print("\nSummary:")
     for remote, outcome in outcomes.items():
         print(f"  {outcome:>10}  {data_dir / remote.relpath}")

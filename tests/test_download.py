@@ -220,7 +220,21 @@ def test_file_selection():
     names = lambda files: [f.name for f in files]  # noqa: E731
     assert names(weights_download.select_files("steve1", False)) == ["steve1.weights", "steve1_prior.pt"]
     assert "data.pkl" in names(weights_download.select_files("vpt", True))
-    assert len(weights_download.select_files("all", False)) == 6
+    assert len(weights_download.select_files("all", False)) == 8
+    assert names(weights_download.select_files("idm", False)) == ["4x_idm.model", "4x_idm.weights"]
+
+
+def test_idm_files_come_from_vpts_idm_folder_and_sit_next_to_the_vpt_files(server, tmp_path):
+    base, state = server
+    bodies = {"4x_idm.model": _random_bytes(500, seed=7), "4x_idm.weights": _random_bytes(3000, seed=8)}
+    for name, body in bodies.items():
+        state.files[f"/idm/{name}"] = body
+    argv = ["--only", "idm", "--base_url", f"{base}/models/", "--idm_base_url", f"{base}/idm/",
+            "--data_dir", str(tmp_path / "data"), "--no_progress"]
+    assert weights_download.main(argv) == 0
+    for name, body in bodies.items():
+        assert (tmp_path / "data" / "weights" / "vpt" / name).read_bytes() == body
+    assert weights_download.IDM_BASE_URL == "https://openaipublic.blob.core.windows.net/minecraft-rl/idm/"
 
 
 def test_shell_script_flags_exist_in_the_entrypoint():

@@ -6,6 +6,8 @@ import dataclasses
 import warnings
 from typing import Any, Mapping
 
+from vpt_model.transformer import ATTENTION_MASK_STYLES
+
 # The released 2x model (its 2x.model kwargs); 1x/3x differ only in width.
 VPT_2X_POLICY_KWARGS: dict[str, Any] = {
     "attention_heads": 16,
@@ -46,6 +48,7 @@ class PolicyConfig:
     conv_norm: str | None = "group"  # GroupNorm(1, C) on conv inputs; LayerNorm on dense inputs
     first_conv_norm: bool = False
     attention_heads: int = 16
+    attention_mask_style: str = "clipped_causal"  # "none": the IDM's attention to the whole chunk
     attention_memory_size: int = 256
     timesteps: int = 128
     n_recurrence_layers: int = 4
@@ -75,7 +78,8 @@ class PolicyConfig:
                 unsupported.append(f"{name}={kwargs.get(name)!r} (only {ok!r} is implemented)")
 
         expect("recurrence_type", "transformer", "lstm")
-        expect("attention_mask_style", "clipped_causal", "clipped_causal")
+        if kw.get("attention_mask_style", "clipped_causal") not in ATTENTION_MASK_STYLES:
+            unsupported.append(f"attention_mask_style={kw['attention_mask_style']!r} (only {ATTENTION_MASK_STYLES})")
         expect("use_pointwise_layer", True, True)
         expect("recurrence_is_residual", True, True)
         expect("diff_mlp_embedding", False, False)
@@ -128,6 +132,7 @@ class PolicyConfig:
             init_norm_kwargs={"batch_norm": False, "group_norm_groups": 1 if self.conv_norm else None},
             first_conv_norm=self.first_conv_norm,
             attention_heads=self.attention_heads,
+            attention_mask_style=self.attention_mask_style,
             attention_memory_size=self.attention_memory_size,
             timesteps=self.timesteps,
             n_recurrence_layers=self.n_recurrence_layers,

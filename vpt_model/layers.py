@@ -44,7 +44,7 @@ class NormedLayer(nn.Module):
         norm: str | None = None,
         activation: bool = True,
         init_scale: float = 1.0,
-        kernel_size: int = 3,
+        kernel_size: int | tuple[int, ...] = 3,
     ) -> None:
         super().__init__()
         if norm == "group":
@@ -62,8 +62,11 @@ class NormedLayer(nn.Module):
             )
         elif kind == "linear":
             self.layer = nn.Linear(in_features, out_features, bias=has_bias)
+        elif kind == "conv3d":  # the IDM's temporal convolution; "same" padding on every axis
+            padding = tuple(k // 2 for k in kernel_size)  # type: ignore[union-attr]
+            self.layer = nn.Conv3d(in_features, out_features, kernel_size, padding=padding, bias=has_bias)
         else:
-            raise ValueError(f"unknown layer kind {kind!r} (expected 'conv' or 'linear')")
+            raise ValueError(f"unknown layer kind {kind!r} (expected 'conv', 'conv3d' or 'linear')")
         self.activation = activation
         with torch.no_grad():  # fan-in init: every output unit's weights get norm `init_scale`
             w = self.layer.weight

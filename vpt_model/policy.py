@@ -64,6 +64,7 @@ class MinecraftPolicy(nn.Module):
             config.timesteps,
             config.pointwise_ratio,
             config.pointwise_use_activation,
+            config.attention_mask_style,
         )
         dense_norm = "layer" if config.conv_norm else None
         self.lastlayer = NormedLayer(config.hidsize, config.hidsize, "linear", norm=dense_norm)

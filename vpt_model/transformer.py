@@ -86,12 +86,59 @@ class SelfAttentionLayer(nn.Module):
         return x + self.proj_layer(attn), new_state
 
 
+class UnmaskedSelfAttentionLayer(SelfAttentionLayer):
+    """attention_mask_style "none" (VPT's IDM): every query sees every cached frame and every frame of the chunk.
+
+    Future frames of the chunk included; the cache's mask and `first` are ignored, as in the original. The
+    relative bias is b_nd at distances 0..M-1 and zero elsewhere (the original's banded matrix); with
+    M = 0 (the IDM: memory 16, timesteps 16) nothing is cached and there is no bias.
+    """
+
+    def forward(self, x: torch.Tensor, first: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
+        """x (B, t, D), first (B, t) ignored -> (x + attention(x), new state)."""
+        b, t, d = x.shape
+        h, m = self.heads, self.maxlen
+        state_mask, state_k, state_v = state
+        q = self.q_layer(x)
+        k = torch.cat([state_k.to(x.dtype), self.k_layer(x)], dim=1)  # (B, M + t, D)
+        v = torch.cat([state_v.to(x.dtype), self.v_layer(x)], dim=1)
+        bias = None
+        if m:
+            distance = torch.arange(t, device=x.device)[:, None] + m - torch.arange(m + t, device=x.device)[None, :]
+            r = self.r_layer(x).reshape(b, t, h, N_REL_BASIS).transpose(1, 2)
+            rel = torch.matmul(r, self.b_nd.to(r.dtype))  # (B, h, t, M), indexed by distance
+            rel = torch.gather(rel, 3, distance.clamp(0, m - 1).expand(b, h, t, m + t))
+            bias = rel.masked_fill(~((distance >= 0) & (distance < m)), 0.0).to(q.dtype)
+
+        def heads_first(z: torch.Tensor) -> torch.Tensor:
+            return z.reshape(b, z.shape[1], h, d // h).transpose(1, 2)  # (B, h, len, d/h)
+
+        attn = F.scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v), attn_mask=bias, scale=h / d)
+        attn = attn.transpose(1, 2).reshape(b, t, d)
+        keep = k.shape[1] - m  # k[:, -m:] would keep everything when m == 0
+        new_state = (state_mask.new_ones(b, 1, m), k[:, keep:], v[:, keep:])
+        return x + self.proj_layer(attn), new_state
+
+
+ATTENTION_MASK_STYLES = ("clipped_causal", "none")
+
+
 class MaskedAttention(nn.Module):
     """Holds `orc_block` (the attention layer), as the original state dict names it."""
 
-    def __init__(self, hidsize: int, heads: int, memory_size: int, timesteps: int, init_scale: float) -> None:
+    def __init__(
+        self, hidsize: int, heads: int, memory_size: int, timesteps: int, init_scale: float,
+        mask_style: str = "clipped_causal",
+    ) -> None:
         super().__init__()
         self.maxlen = memory_size - timesteps
+        if mask_style == "none":
+            if self.maxlen < 0:
+                raise ValueError(f"attention_memory_size ({memory_size}) must be at least timesteps ({timesteps})")
+            self.orc_block = UnmaskedSelfAttentionLayer(hidsize, heads, self.maxlen, init_scale)
+            return
+        if mask_style != "clipped_causal":
+            raise ValueError(f"attention_mask_style {mask_style!r} is not one of {ATTENTION_MASK_STYLES}")
         if self.maxlen <= 0:
             raise ValueError(f"attention_memory_size ({memory_size}) must exceed timesteps ({timesteps})")
         self.orc_block = SelfAttentionLayer(hidsize, heads, self.maxlen, init_scale)
@@ -121,6 +168,7 @@ class ResidualRecurrentBlock(nn.Module):
         pointwise_ratio: int,
         pointwise_use_activation: bool,
         init_scale: float,
+        attention_mask_style: str = "clipped_causal",
     ) -> None:
         super().__init__()
         mlp_scale = init_scale * 2**-0.5  # second residual branch
@@ -129,7 +177,7 @@ class ResidualRecurrentBlock(nn.Module):
             hidsize * pointwise_ratio, hidsize, "linear", activation=pointwise_use_activation, init_scale=mlp_scale
         )
         self.pre_r_ln = nn.LayerNorm(hidsize)
-        self.r = MaskedAttention(hidsize, heads, memory_size, timesteps, mlp_scale)
+        self.r = MaskedAttention(hidsize, heads, memory_size, timesteps, mlp_scale, attention_mask_style)
 
     def forward(self, x: torch.Tensor, first: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState]:
         y, state = self.r(self.pre_r_ln(x), first, state)
@@ -148,12 +196,14 @@ class ResidualRecurrentBlocks(nn.Module):
         timesteps: int,
         pointwise_ratio: int,
         pointwise_use_activation: bool,
+        attention_mask_style: str = "clipped_causal",
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             [
                 ResidualRecurrentBlock(
-                    hidsize, heads, memory_size, timesteps, pointwise_ratio, pointwise_use_activation, n_block**-0.5
+                    hidsize, heads, memory_size, timesteps, pointwise_ratio, pointwise_use_activation, n_block**-0.5,
+                    attention_mask_style,
                 )
                 for _ in range(n_block)
             ]

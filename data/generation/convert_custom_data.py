@@ -8,8 +8,10 @@ line per video frame, either in the VPT contractor format (mouse/keyboard/hotbar
 action per line ({"forward": 1, "camera": [pitch, yaw], ...}). Videos are resampled to 20 fps (constant
 frame rate assumed): the frames shown at each 1/20 s are kept; when several source frames fall into one
 output frame their actions are merged (buttons pressed in any of them, camera moves added up).
-Recordings without actions.jsonl cannot be converted yet (labelling actions from video is a later
-feature): the run stops and says so.
+Recordings without actions.jsonl are labelled by VPT's inverse dynamics model when --idm_model and
+--idm_weights are given (data/generation/idm_labelling.py: 20 fps frames, chunks of 128, argmax actions
+and their confidence); their episodes say `"actions": "idm"` in metadata.json's `source`, with the IDM
+files' sha256. Without those options the run stops and names the recordings.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from data.generation.episode_conversion import (
     load_goal_encoder,
     resample_indices,
 )
+from data.generation import idm_labelling
 from data.video_io import VideoReader
+from toolkit_utils import cli
 
 VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
 
@@ -43,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 (+ actions.jsonl)")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
     add_conversion_arguments(p, min_timesteps=100)
+    p.add_argument("--idm_model", default=None, help="VPT's 4x_idm.model: label recordings without actions.jsonl (with --idm_weights)")
+    p.add_argument("--idm_weights", default=None, help="VPT's 4x_idm.weights, loaded strictly (with --idm_model)")
+    p.add_argument("--idm_batch_size", type=cli.int_range(1), default=4, help="recordings labelled together per IDM forward (GPU: 4-16)")
+    p.add_argument("--idm_dtype", choices=sorted(idm_labelling.DTYPES), default="fp32",
+                   help="IDM precision: fp32 computes what VPT's code computes; bf16 is faster on GPUs (labels can differ where two classes are close)")
     return p.parse_args(argv)
 
 
@@ -72,7 +81,7 @@ def convert_one(episode_dir: Path, output_dir: Path, goal_encoder, options: Conv
         frame_indices = resample_indices(n, fps, FPS)
         actions = merge_actions(actions, frame_indices, n)
     source = {"kind": "custom", "video": str(video), "source_fps": fps, "resampled_to_fps": FPS,
-              "source_frames": n_video, "mineclip": mineclip_info}
+              "source_frames": n_video, "mineclip": mineclip_info, "actions": "recorded"}
     return convert_recording(video, actions, output_dir / episode_dir.name, goal_encoder, options, source, device,
                              frame_indices=frame_indices)
 
@@ -84,18 +93,31 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"convert_custom_data: --input_dir {input_dir} does not exist")
     episodes = sorted(p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     missing = [p.name for p in episodes if (p / VIDEO_FILE).is_file() and not (p / ACTIONS_FILE).is_file()]
-    if missing:
+    if missing and not (args.idm_model or args.idm_weights):
         raise SystemExit(
             f"convert_custom_data: {len(missing)} recording(s) have {VIDEO_FILE} but no {ACTIONS_FILE} "
             f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). Training needs the action of every "
-            "frame; labelling actions from video (an inverse dynamics model) is not available yet. Record actions, "
-            "or leave these recordings out."
+            "frame: pass --idm_model and --idm_weights (VPT's 4x_idm.model and 4x_idm.weights, from "
+            "ONLY=idm bash download_weights.sh) for labelling actions from video with VPT's inverse dynamics "
+            "model, record actions, or leave these recordings out."
         )
     todo = [p for p in episodes if not (output_dir / p.name).is_dir()]
-    print(f"{input_dir}: {len(episodes)} recordings, {len(episodes) - len(todo)} already converted, {len(todo)} to convert")
-    if not todo:
+    unlabelled = [p for p in todo if p.name in missing]
+    todo = [p for p in todo if p.name not in missing]
+    print(f"{input_dir}: {len(episodes)} recordings, {len(episodes) - len(todo) - len(unlabelled)} already converted, "
+          f"{len(todo) + len(unlabelled)} to convert ({len(unlabelled)} labelled by the IDM)")
+    if not todo and not unlabelled:
         return 0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    labeller = None
+    if unlabelled:  # checked before any work: a bad IDM file is one line and nothing is written
+        if not (args.idm_model and args.idm_weights):
+            cli.exit_with_refusal("convert_custom_data", f"{'--idm_weights' if args.idm_model else '--idm_model'}: "
+                                  "missing; --idm_model and --idm_weights go together")
+        try:
+            labeller = idm_labelling.load_labeller(args.idm_model, args.idm_weights, device, args.idm_dtype, args.idm_batch_size)
+        except cli.SettingError as e:
+            cli.exit_with_refusal("convert_custom_data", str(e))
     goal_encoder, mineclip_info = load_goal_encoder(args.mineclip_weights, args.demo_random_mineclip, device)
     options = options_from_args(args)
     failures = 0
@@ -108,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"FAIL {episode_dir.name}: {str(e).splitlines()[0]}")
             continue
         tqdm.write(f"{'OK  ' if episode else 'SKIP'} {episode or episode_dir.name}: {message}")
-    print(f"Done: {len(todo) - failures} processed, {failures} failed")
+    if labeller is not None:
+        idm_info = idm_labelling.idm_metadata(args.idm_model, args.idm_weights, labeller)
+        for outcome in tqdm(idm_labelling.label_and_convert(unlabelled, output_dir, VIDEO_FILE, labeller, idm_info, goal_encoder,
+                                                            options, device, mineclip_info),
+                            total=len(unlabelled), desc="IDM-labelled recordings", unit="rec"):
+            failures += outcome.failed
+            status = "FAIL" if outcome.failed else "OK  " if outcome.episode else "SKIP"
+            tqdm.write(f"{status} {outcome.episode or outcome.recording.name}: {outcome.message}")
+    print(f"Done: {len(todo) + len(unlabelled) - failures} processed, {failures} failed")
     return 1 if failures else 0
 
 

@@ -186,6 +186,9 @@ def convert_recording(
         if writer.num_frames != kept:
             raise ConversionError(f"{video_path}: decoded {writer.num_frames} of the {kept} frames the actions need")
         writer.append_actions(actions.env_buttons[keep], actions.env_camera[keep])
+        confidence = getattr(actions, "idm_confidence", None)  # actions labelled by the IDM (idm_labelling.LabelledActions)
+        if confidence is not None:
+            writer.set_idm_confidence(confidence[keep])
         writer.set_embeds(embedder.finish())
     return Path(out_dir), f"{kept} frames"
 
