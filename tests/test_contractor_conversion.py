@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.EpisodeStorage import load_episode, validate_episode
+from data.episode import load_episode, validate_episode
 from data.generation import convert_custom_data, convert_from_contractor
 from data.generation.contractor_actions import load_actions_file
 from data.generation.contractor_index import IndexFileError, load_index, recordings

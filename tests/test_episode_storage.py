@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.EpisodeStorage import (
+from data.episode import (
     ACTIONS_FILE,
     EMBED_DIM,
     EMBED_START,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.EpisodeStorage import EMBED_START, find_episode_dirs, is_leftover_dir, validate_episode
+from data.episode import EMBED_START, find_episode_dirs, is_leftover_dir, validate_episode
 
 Episode = tuple[str, int]  # (path as written to the sampling file, number of frames)
 
