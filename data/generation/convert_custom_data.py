@@ -3,114 +3,120 @@
     python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
         --mineclip_weights data/weights/mineclip/attn.pth
 
-Input layout: <input_dir>/episode_xxx/video.mp4 (any resolution and frame rate) and actions.jsonl with one
-line per video frame, either in the VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env
-action per line ({"forward": 1, "camera": [pitch, yaw], ...}). Videos are resampled to 20 fps (constant
-frame rate assumed): the frames shown at each 1/20 s are kept; when several source frames fall into one
-output frame their actions are merged (buttons pressed in any of them, camera moves added up).
-Recordings without actions.jsonl cannot be converted yet (labelling actions from video is a later
-feature): the run stops and says so.
+Input layout: <input_dir>/episode_xxx/video.mp4 and actions.jsonl with one line per video frame, either in the
+VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line ({"forward": 1, "camera":
+[pitch, yaw], ...}). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
+follow the contractor pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps:
+resampled to 20 fps with the actions of merged frames combined (data/generation/episode_conversion.py).
+The labelling rules (--camera_labels, --null_filter) are the same as for contractor data. A recording that
+fails prints one line and the others go on.
 """
 
 from __future__ import annotations
 
-import argparse
+import concurrent.futures
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
-from data.EpisodeStorage import FPS
-from data.generation.contractor_actions import ActionFileError, ContractorActions, load_actions_file
+from data.generation.conversion_jobs import (
+    FAIL,
+    ConversionOutcome,
+    ConversionPool,
+    ConversionTask,
+    GoalEncoderSpec,
+    MineCLIPLoadError,
+    Summary,
+    default_device,
+)
+from data.generation.conversion_lock import hold_directories, remove_dead_writers
 from data.generation.episode_conversion import (
-    ConversionError,
     ConversionOptions,
     add_conversion_arguments,
+    check_mineclip_arguments,
     options_from_args,
-    convert_recording,
-    load_goal_encoder,
-    resample_indices,
 )
-from data.video_io import VideoReader
+from toolkit_utils import cli
 
 VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 (+ actions.jsonl)")
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(description=__doc__)
+    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 + actions.jsonl")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
     add_conversion_arguments(p, min_timesteps=100)
-    return p.parse_args(argv)
+    return p
 
 
-def merge_actions(actions: ContractorActions, indices: np.ndarray, num_source: int) -> ContractorActions:
-    """Actions per source frame -> per output frame: output k gets source frames [indices[k], indices[k+1])."""
-    bounds = np.append(indices, num_source)
-    buttons = np.stack([actions.env_buttons[a:b].max(axis=0) if b > a else np.zeros_like(actions.env_buttons[0]) for a, b in zip(bounds[:-1], bounds[1:])])
-    camera = np.stack([actions.env_camera[a:b].sum(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)
-    env_null = np.array([actions.env_null[a:b].all() if b > a else True for a, b in zip(bounds[:-1], bounds[1:])])
-    return ContractorActions(buttons, camera, env_null, actions.gui_open[indices], actions.cursor_xy[indices])
+def list_recordings(input_dir: Path) -> list[Path]:
+    """The recording folders of `input_dir` (hidden folders left out), sorted by name."""
+    return sorted(p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def convert_one(episode_dir: Path, output_dir: Path, goal_encoder, options: ConversionOptions, device: str,
-                mineclip_info: dict, truncate_camera: bool) -> tuple[Path | None, str]:
-    video = episode_dir / VIDEO_FILE
-    if not video.is_file():
-        raise ConversionError(f"{episode_dir}: no {VIDEO_FILE}")
-    actions = load_actions_file(episode_dir / ACTIONS_FILE, truncate_camera=truncate_camera)
-    reader = VideoReader(video)
-    fps, n_video = reader.fps, reader.num_frames
-    reader.close()
-    frame_indices = None
-    if abs(fps - FPS) > 1e-3:
-        n = min(n_video, len(actions))
-        if abs(n_video - len(actions)) > options.max_length_mismatch:
-            raise ConversionError(f"{video}: {n_video} video frames but {len(actions)} action lines")
-        frame_indices = resample_indices(n, fps, FPS)
-        actions = merge_actions(actions, frame_indices, n)
-    source = {"kind": "custom", "video": str(video), "source_fps": fps, "resampled_to_fps": FPS,
-              "source_frames": n_video, "mineclip": mineclip_info}
-    return convert_recording(video, actions, output_dir / episode_dir.name, goal_encoder, options, source, device,
-                             frame_indices=frame_indices)
+def recordings_without_actions(episodes: list[Path]) -> list[Path]:
+    """Recordings that have a video but no actions.jsonl.
+
+    Training needs the action of every frame; labelling actions from the video (an inverse dynamics model)
+    is not available yet, so such recordings stop the run before any work (convert_custom).
+    """
+    return [p for p in episodes if (p / VIDEO_FILE).is_file() and not (p / ACTIONS_FILE).is_file()]
+
+
+def convert_custom(input_dir: Path, output_dir: Path, pool: ConversionPool, options: ConversionOptions) -> Summary:
+    """Convert every recording of `input_dir` not yet in `output_dir` (the caller holds output_dir's lock).
+
+    Raises MineCLIPLoadError (nothing can convert).
+    """
+    summary = Summary()
+    episodes = list_recordings(input_dir)
+    missing = recordings_without_actions(episodes)
+    if missing:
+        names = ", ".join(p.name for p in missing[:5]) + ("..." if len(missing) > 5 else "")
+        print(f"FAIL {input_dir}: {len(missing)} recording(s) have {VIDEO_FILE} but no {ACTIONS_FILE} ({names}). "
+              "Training needs the action of every frame; labelling actions from video (an inverse dynamics model) "
+              "is not available yet. Record actions, or leave these recordings out.", flush=True)
+        summary.failed += len(missing)
+        return summary
+    todo = [p for p in episodes if not (output_dir / p.name).is_dir()]
+    print(f"{input_dir}: {len(episodes)} recordings, {len(episodes) - len(todo)} already converted, "
+          f"{len(todo)} to convert into {output_dir}", flush=True)
+    futures = {}
+    for episode_dir in todo:
+        video = episode_dir / VIDEO_FILE
+        if not video.is_file():
+            summary.count(ConversionOutcome(episode_dir.name, FAIL, f"{episode_dir}: no {VIDEO_FILE}"))
+            continue
+        source = {"kind": "custom", "video": str(video), "actions": str(episode_dir / ACTIONS_FILE)}
+        task = ConversionTask(episode_dir.name, str(video), str(episode_dir / ACTIONS_FILE),
+                              str(output_dir / episode_dir.name), source, options)
+        futures[pool.submit(task)] = task
+    for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="recordings", unit="rec",
+                       disable=not futures):
+        summary.count(pool.outcome(futures[future], future))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_mineclip_arguments(parser, args)
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
-        raise SystemExit(f"convert_custom_data: --input_dir {input_dir} does not exist")
-    episodes = sorted(p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    missing = [p.name for p in episodes if (p / VIDEO_FILE).is_file() and not (p / ACTIONS_FILE).is_file()]
-    if missing:
-        raise SystemExit(
-            f"convert_custom_data: {len(missing)} recording(s) have {VIDEO_FILE} but no {ACTIONS_FILE} "
-            f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). Training needs the action of every "
-            "frame; labelling actions from video (an inverse dynamics model) is not available yet. Record actions, "
-            "or leave these recordings out."
-        )
-    todo = [p for p in episodes if not (output_dir / p.name).is_dir()]
-    print(f"{input_dir}: {len(episodes)} recordings, {len(episodes) - len(todo)} already converted, {len(todo)} to convert")
-    if not todo:
-        return 0
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    goal_encoder, mineclip_info = load_goal_encoder(args.mineclip_weights, args.demo_random_mineclip, device)
-    options = options_from_args(args)
-    failures = 0
-    for episode_dir in tqdm(todo, desc="recordings", unit="rec"):
-        try:
-            episode, message = convert_one(episode_dir, output_dir, goal_encoder, options, device, mineclip_info,
-                                           args.truncate_camera)
-        except (ActionFileError, ConversionError, OSError, ValueError) as e:
-            failures += 1
-            tqdm.write(f"FAIL {episode_dir.name}: {str(e).splitlines()[0]}")
-            continue
-        tqdm.write(f"{'OK  ' if episode else 'SKIP'} {episode or episode_dir.name}: {message}")
-    print(f"Done: {len(todo) - failures} processed, {failures} failed")
-    return 1 if failures else 0
+        parser.refuse("--input_dir", input_dir, "is not a directory", "give the folder holding your episode_xxx/ folders")
+    spec = GoalEncoderSpec(args.mineclip_weights, args.demo_random_mineclip, args.device or default_device())
+    with hold_directories({"--output_dir": output_dir}):
+        remove_dead_writers(output_dir)
+        with ConversionPool(args.jobs, spec) as pool:
+            try:
+                summary = convert_custom(input_dir, output_dir, pool, options_from_args(args))
+            except MineCLIPLoadError as e:
+                print(f"FAIL {e}", flush=True)
+                return 1
+    print(f"Done: {summary.line()}", flush=True)
+    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_main("convert_custom_data.py", main))
