@@ -36,7 +36,7 @@ CUSTOM_OUTPUT_DIR=${CUSTOM_OUTPUT_DIR:-data/dataset_custom}
 # The interpreter that runs the step (the toolkit's .venv)
 TOOLKIT_PYTHON=${TOOLKIT_PYTHON:-.venv/bin/python}
 
-# Contractor indexes, then your recordings, then a validation of every dataset written (data/generation/generate_dataset.py)
+# Contractor indexes, then your recordings, then a validation of every dataset written (one Python entrypoint)
 "$TOOLKIT_PYTHON" data/generation/generate_dataset.py --indexes "$INDEXES" --num_episodes "$N_EPISODES_CONTRACTOR" \
   --output_dir "$OUTPUT_DIR" --cache_dir "$CACHE_DIR" --mineclip_weights "$MINECLIP_WEIGHTS" \
   ${DEMO_RANDOM_MINECLIP:+--demo_random_mineclip} --mineclip_batch_size "$MINECLIP_BATCH_SIZE" ${JOBS:+--jobs "$JOBS"} \

@@ -26,7 +26,7 @@ from data.generation.synthetic_contractor import write_synthetic_recording
 from data.video_io import VideoWriter, read_video_frames
 from episode_factory import frame_indices
 from local_http import serve
-from recording_factory import contractor_line, index_video_frames, jsonl_bytes, write_index_video
+from recording_factory import contractor_line, jsonl_bytes, write_index_video
 from toolkit_utils import cli
 from vpt_model.action_space import ENV_BUTTONS, env_arrays_to_joint
 
@@ -179,10 +179,13 @@ def test_sigkill_mid_conversion_a_second_conversion_is_refused_and_a_rerun_clean
         time.sleep(0.01)
     assert any(out.glob(".rec2.tmp-*")), "the conversion never started writing"
     # A second conversion into the same directory while the first runs: refused in one line, status 2.
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
-    assert second.returncode == 2 and second.stdout == ""
-    assert second.stderr == (f"convert_from_contractor.py: --output_dir {out}: another step 1 conversion "
-                             f"(pid {proc.pid}) is writing into it; wait until it finishes, or choose another directory\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        cli.run_main("convert_from_contractor.py", lambda: _convert(tmp_path, str(index)))
+    captured = capsys.readouterr()
+    assert refused.value.code == 2 and captured.out == ""
+    assert captured.err == (f"convert_from_contractor.py: --output_dir {out}: another step 1 conversion "
+                            f"(pid {proc.pid}) is writing into it; wait until it finishes, or choose another directory\n")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "rec2").exists()
@@ -278,9 +281,13 @@ def _write_lossless(path: Path, frames: np.ndarray, fps: int = 20) -> None:
 def test_custom_recordings_of_any_size_are_brought_to_640x360_first(tmp_path):
     """A 1280x720 source gives the same episode as resizing it to 640x360 (INTER_LINEAR) and converting that."""
     rng = np.random.default_rng(3)
-    frames = rng.integers(0, 256, (24, 720, 1280, 3), dtype=np.uint8)
+    n = 16
+    # Thin moving lines: detail that a direct 1280 -> 128 resize and the 640x360 path render differently
+    base = np.full((720, 1280, 3), 60, np.uint8)
+    base[:, ::5, 0], base[::7, :, 1], base[::3, ::11, 2] = 255, 200, 250
+    frames = np.stack([np.roll(base, 3 * t, axis=1) for t in range(n)])
     lines = [contractor_line(dx=3, gui=i % 4 == 0, x=float(rng.integers(0, 1280)), y=float(rng.integers(0, 720)))
-             for i in range(24)]
+             for i in range(n)]
     big, small = tmp_path / "big" / "episode_a", tmp_path / "small" / "episode_a"
     for folder in (big, small):
         folder.mkdir(parents=True)
@@ -294,7 +301,7 @@ def test_custom_recordings_of_any_size_are_brought_to_640x360_first(tmp_path):
     assert _custom(small.parent, tmp_path / "out_small") == 0
     a, b = load_episode(tmp_path / "out_big" / "episode_a"), load_episode(tmp_path / "out_small" / "episode_a")
     assert a.metadata["conversion"]["source_size"] == [720, 1280]
-    np.testing.assert_array_equal(a.read_frames(0, 24), b.read_frames(0, 24))
+    np.testing.assert_array_equal(a.read_frames(0, n), b.read_frames(0, n))
     np.testing.assert_array_equal(a.embeds, b.embeds)
     assert (tmp_path / "out_big/episode_a" / FRAMES_FILE).read_bytes() == (tmp_path / "out_small/episode_a" / FRAMES_FILE).read_bytes()
     direct = cv2.resize(frames[1], (128, 128), interpolation=cv2.INTER_LINEAR)  # the old path: straight to 128x128
@@ -332,6 +339,7 @@ def test_custom_recordings_without_actions_fail_with_a_clear_message(tmp_path, c
     assert not any((tmp_path / "out").iterdir()) or [p.name for p in (tmp_path / "out").iterdir()] == [".step1.lock"]
 
 
+@pytest.mark.slow  # two spawned processes import torch and build MineCLIP
 def test_parallel_jobs_write_the_same_episodes_as_one_job(tmp_path, recordings_dir):
     index = _local_index(tmp_path, recordings_dir, ["rec0", "rec1"])
     assert _convert(tmp_path, str(index), "--jobs", "2", "--output_dir", str(tmp_path / "two")) == 0
@@ -355,9 +363,7 @@ def test_custom_only_run_touches_no_network_and_validates_what_it_wrote(tmp_path
         raise AssertionError("a custom-only run opened a URL")
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    episode = tmp_path / "in" / "episode_a"
-    write_index_video(episode / "video.mp4", 20)
-    (episode / "actions.jsonl").write_bytes(jsonl_bytes([contractor_line() for _ in range(20)]))
+    _tiny_recording(tmp_path / "in" / "episode_a" / "video.mp4", tmp_path / "in" / "episode_a" / "actions.jsonl")
     assert _generate(tmp_path, "--indexes", "", "--custom_input_dir", str(tmp_path / "in")) == 0
     out = capsys.readouterr().out
     assert f"Checked {tmp_path / 'custom'}: 1 of 1 episodes valid" in out
@@ -370,16 +376,22 @@ def test_custom_only_run_touches_no_network_and_validates_what_it_wrote(tmp_path
     assert out.rstrip().endswith("Done: 0 converted (0 frames), 0 skipped, 0 failed; 1 episode(s) failed validation")
 
 
-def test_the_script_runs_every_index_then_custom_data(tmp_path, recordings_dir):
+def _tiny_recording(video: Path, actions: Path, n: int = 20) -> None:
+    write_index_video(video, n)
+    actions.write_bytes(jsonl_bytes([contractor_line() for _ in range(n)]))
+
+
+def test_the_script_runs_every_index_then_custom_data(tmp_path):
     """1_generate_dataset.sh as the guide runs it: two indexes and custom data, one summary, exit 0."""
+    src = tmp_path / "src"
+    for name in ("rec1", "rec2"):
+        _tiny_recording(src / f"{name}.mp4", src / f"{name}.jsonl")
     other = tmp_path / "other"
     other.mkdir()
-    (other / "index.json").write_text(json.dumps({"basedir": str(recordings_dir), "relpaths": ["rec2"]}))
-    custom = tmp_path / "in" / "episode_a"
-    write_index_video(custom / "video.mp4", 20)
-    (custom / "actions.jsonl").write_bytes(jsonl_bytes([contractor_line() for _ in range(20)]))
+    (other / "index.json").write_text(json.dumps({"basedir": "../src", "relpaths": ["rec2"]}))
+    _tiny_recording(tmp_path / "in" / "episode_a" / "video.mp4", tmp_path / "in" / "episode_a" / "actions.jsonl")
     env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHON", "BATCH_SIZE")},
-           "INDEXES": f"{_local_index(tmp_path, recordings_dir, ['rec1'])} {other / 'index.json'}",
+           "INDEXES": f"{_local_index(tmp_path, src, ['rec1'])} {other / 'index.json'}",
            "N_EPISODES_CONTRACTOR": "-1", "OUTPUT_DIR": str(tmp_path / "contractor"), "CACHE_DIR": str(tmp_path / "cache"),
            "DEMO_RANDOM_MINECLIP": "1", "MIN_TIMESTEPS": "16", "JOBS": "1", "CUSTOM_INPUT_DIR": str(tmp_path / "in"),
            "CUSTOM_OUTPUT_DIR": str(tmp_path / "custom"), "TOOLKIT_PYTHON": sys.executable}

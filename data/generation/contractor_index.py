@@ -96,13 +96,13 @@ def load_index(spec: str, cache_dir: str | os.PathLike, retries: int | None = No
         try:
             download_file(location, target, progress=False, check=_json_problem, **limits)
         except DownloadError as e:
-            raise IndexFileError(f"index {location}: {e}") from None
+            raise IndexFileError(f"{location}: {e}") from None
         path = target
     else:
         path = Path(location)
         problem = index_spec_problem(spec)
         if problem:
-            raise IndexFileError(f"index {spec!r} {problem}")
+            raise IndexFileError(f"{spec}: {problem}")
     try:
         index = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -43,7 +43,7 @@ VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
 
 
 def build_parser() -> cli.ArgumentParser:
-    p = cli.ArgumentParser(description=__doc__)
+    p = cli.ArgumentParser(prog="convert_custom_data.py", description=__doc__)
     p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 + actions.jsonl")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
     add_conversion_arguments(p, min_timesteps=100)
@@ -119,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main("convert_custom_data.py", main))
+    sys.exit(cli.run_main(build_parser().prog, main))

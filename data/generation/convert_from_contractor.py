@@ -93,7 +93,7 @@ def check_contractor_arguments(parser: cli.ArgumentParser, args: argparse.Namesp
 
 
 def build_parser() -> cli.ArgumentParser:
-    p = cli.ArgumentParser(description=__doc__)
+    p = cli.ArgumentParser(prog="convert_from_contractor.py", description=__doc__)
     p.add_argument("--index", default="10.x", help=f"a version ({', '.join(INDEX_URLS)}), an index URL or a local index file")
     p.add_argument("--output_dir", default="data/dataset_contractor", help="where episode directories go")
     p.add_argument("--cache_dir", default="data/contractor_cache", help="downloads in progress (removed per recording once converted)")
@@ -125,7 +125,7 @@ def convert_index(index_spec: str, output_dir: Path, downloads: DownloadSettings
     try:
         index = load_index(index_spec, downloads.cache_dir, downloads.retries, downloads.timeout_s)
     except IndexFileError as e:
-        print(f"FAIL index {index_spec}: {e}", flush=True)
+        print(f"FAIL index {e}", flush=True)
         summary.failed += 1
         return summary
     found, refused = recordings(index)
@@ -211,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main("convert_from_contractor.py", main))
+    sys.exit(cli.run_main(build_parser().prog, main))
