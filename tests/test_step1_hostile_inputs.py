@@ -454,3 +454,13 @@ def test_validate_names_episode_file_and_row(tmp_path, case):
     result = validate_episode(episode, decode_frames=False)
     assert result.line().startswith(f"FAIL {episode}: {expected}"), result.line()
     assert "\n" not in result.line()
+
+
+def test_the_writer_refuses_a_camera_outside_the_action_space(tmp_path):
+    from data.episode import EpisodeWriter
+
+    writer = EpisodeWriter(tmp_path / "episode")
+    with pytest.raises(ValueError, match=r"env_camera must lie within -180\.\.180 degrees"):
+        writer.append_actions(np.zeros((1, 23), np.uint8), np.array([[0.0, 180.5]], np.float32))
+    writer.abort()
+    assert not any(tmp_path.iterdir())
