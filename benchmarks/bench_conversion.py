@@ -16,7 +16,6 @@ efficiency = (frames/s with N jobs) / (N x frames/s with the first setting's job
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile

@@ -150,7 +150,7 @@ def read_action_lines(path: str | os.PathLike) -> list[Any]:
     return values
 
 
-def jsonl_start_problem(path: str | os.PathLike, max_bytes: int = 1 << 20) -> str | None:
+def jsonl_start_problem(path: str | os.PathLike, max_bytes: int = 1 << 24) -> str | None:
     """Why a downloaded file cannot be an actions jsonl (its first line is no JSON object or null), or None."""
     with open(path, "rb") as file:
         first = b""
