@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from bench_video_io import generated_frames  # same directory: the frames bench_video_io times
-from data.EpisodeStorage import EMBED_DIM, EMBED_START, FRAME_SIZE, EpisodeWriter
+from data.episode import EMBED_DIM, EMBED_START, FRAME_SIZE, EpisodeWriter
 from data.minecraft_dataset import MinecraftDataset
 from vpt_model.action_space import ENV_BUTTONS, env_action_to_joint
 

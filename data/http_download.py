@@ -5,9 +5,16 @@
   that ignores Range makes it start over);
 - retries connection errors, timeouts, cut-off transfers and HTTP 408/429/5xx with exponential backoff;
   consecutive failures that bring no new bytes count against `retries`;
-- checks the size against `Content-Length`/`Content-Range` and `expected_size`, and the md5 when given;
+- checks the size against `Content-Length`/`Content-Range` and `expected_size`, the md5 when given, and the
+  content with the caller's `check` (e.g. "an mp4 starts with an ftyp box"): a 200 answer that is an error
+  page is deleted and named, never placed, so a re-run downloads it again;
 - renames the verified file into place atomically (`os.replace`), so `dest` is complete or absent;
 - skips the download when `dest` already exists and passes the checks that are known.
+
+Bounds (defaults; every one is an argument): a socket that receives nothing for `timeout_s` = 20 s counts as
+a failed attempt; a file is given up after `retries` + 1 = 4 consecutive attempts that bring no new bytes,
+with backoff waits of 1, 2, 4 s between them. So an HTTP 5xx answer costs ~7 s per file, a server that
+stops sending ~90 s, and a refused connection ~7 s; a 4xx other than 408/429 fails at once.
 """
 
 from __future__ import annotations
@@ -21,15 +28,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
 PART_SUFFIX = ".part"
 CHUNK_BYTES = 1 << 20
-DEFAULT_RETRIES = 5
-DEFAULT_BACKOFF_S = 2.0
-MAX_BACKOFF_S = 60.0
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 8.0
+DEFAULT_TIMEOUT_S = 20.0
 USER_AGENT = "steve1-finetune-toolkit-downloader"
 RETRYABLE_HTTP_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 HTTP_PARTIAL_CONTENT = 206
@@ -81,16 +89,23 @@ def download_file(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress: bool = True,
     desc: str | None = None,
+    check: Callable[[Path], str | None] | None = None,
 ) -> Path:
     """Download `url` to `dest` (resumable, retried, verified, atomic); returns `dest`.
 
-    Raises DownloadError with the reason when the file cannot be had; `dest` is then left untouched
-    (absent, or the previous file), and a `.part` file is kept only if it may be resumed.
+    `check(path)` returns why a complete body is not the expected file (None: accept); it runs on the
+    finished download before it is placed, and on an existing `dest` before it is reused.
+    Raises DownloadError with the reason when the file cannot be had; `dest` is then absent or the previous
+    good file, and a `.part` file is kept only if it may be resumed.
     """
     dest = Path(dest)
     if is_complete(dest, expected_size, expected_md5):
-        return dest  # only complete files are ever renamed to dest, so existence (plus known checks) suffices
-    if dest.exists():
+        problem = check(dest) if check is not None else None
+        if problem is None:
+            return dest  # only complete files are ever renamed to dest, so existence (plus known checks) suffices
+        print(f"[download] {dest}: {problem}; deleted, downloading it again")
+        dest.unlink()
+    elif dest.exists():
         print(f"[download] {dest} does not match the expected size/md5; downloading it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
@@ -108,11 +123,12 @@ def download_file(
             wait = min(backoff_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S)
             print(f"[download] {dest.name}: {e}; retrying in {wait:.1f}s (have {after} bytes)")
             time.sleep(wait)
-    _verify_and_place(url, part, dest, expected_size, expected_md5)
+    _verify_and_place(url, part, dest, expected_size, expected_md5, check)
     return dest
 
 
-def _verify_and_place(url: str, part: Path, dest: Path, expected_size: int | None, expected_md5: str | None) -> None:
+def _verify_and_place(url: str, part: Path, dest: Path, expected_size: int | None, expected_md5: str | None,
+                      check: Callable[[Path], str | None] | None) -> None:
     """Check the finished .part file, then rename it to dest; a bad file is deleted, never placed."""
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
@@ -126,6 +142,11 @@ def _verify_and_place(url: str, part: Path, dest: Path, expected_size: int | Non
                 f"md5 mismatch for {url}: got {actual}, expected {expected_md5.lower()}. The download is corrupt "
                 f"or the URL serves a different file; nothing was written to {dest} (run again to re-download)"
             )
+    problem = check(part) if check is not None else None
+    if problem is not None:
+        part.unlink()
+        raise DownloadError(f"{url} answered with something else: {problem}; the body was deleted "
+                            f"({part}), a re-run downloads it again")
     with open(part, "rb+") as f:
         os.fsync(f.fileno())  # the rename must not be seen before the bytes are on disk
     os.replace(part, dest)

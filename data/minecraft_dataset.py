@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.EpisodeStorage import EMBED_START, load_episode
+from data.episode import EMBED_START, load_episode
 
 DEFAULT_EPISODE_CACHE = 32  # open episodes kept per worker (actions in memory, embeddings memory-mapped)
 

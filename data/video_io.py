@@ -4,26 +4,9 @@ Reading goes through PyAV (FFmpeg) for every file we meet: our h264 episodes, th
 episodes (MPEG-4 part 2 "mp4v" written by OpenCV) and raw recordings. Frames come out as RGB uint8
 [H, W, 3]. Writing produces h264 (libx264, yuv420p, moov atom first) that any player opens.
 
-Encoder settings, measured with this module's VideoWriter (tune=fastdecode, GOP 20) on 3,600 real
-Minecraft frames (the 640x360 gameplay clips shipped in the `minestudio` wheel, resized to 128x128
-with INTER_LINEAR as the converter does) and on 600 generated frames (random-hue 16 px blocks with
-per-pixel brightness noise, panned and resized: a worst case for chroma). MAE is the mean absolute
-error per RGB value (0..255) after decoding with read_video_frames:
-
-    setting                          real: KiB/frame   MAE    generated: KiB/frame   MAE
-    yuv420p alone (no codec)                   -       1.25                  -       12.2
-    CRF 0  (lossless in yuv420p)            11.1       1.25                21.1      12.3
-    CRF 12 (chosen)                          5.2       2.18                11.3      12.8
-    CRF 18                                   3.0       3.31                 7.9      14.0
-    CRF 23                                   1.5       4.88                 5.0      16.7
-    original STEVE-1 mp4v (OpenCV)           3.5       4.20                 4.0      20.2
-
-The 4:2:0 chroma subsampling that players require sets the floor (the original files have it too).
-CRF 12 adds ~0.9 on real frames, halves the original format's error and costs ~31 MB per 6,000-frame
-episode (the embeddings take 12 MB). Decoding is the price: random 640-frame windows of a real clip
-read at 5,300 frames/s on one core at CRF 12 (6,300 at CRF 16, 7,200 at CRF 18) against 8,400-9,700
-for the original mp4v through OpenCV (benchmarks/bench_video_io.py); a few loader workers cover it.
-`tune=fastdecode` (no CABAC, no deblocking) costs ~4% in size and decodes ~1.7x faster.
+Encoder settings (CRF 12, GOP 20, preset superfast, tune fastdecode, one decoder thread for random access)
+were chosen by measurement; the numbers behind each choice are in BENCHMARKS.md ("Video encoding settings")
+and come from benchmarks/bench_video_io.py.
 """
 
 from __future__ import annotations
@@ -39,17 +22,15 @@ import cv2
 import numpy as np
 
 DEFAULT_FPS = 20
-DEFAULT_CRF = 12  # see the table in the module docstring
-# A keyframe every GOP frames: read_range decodes on average (GOP - 1) / 2 frames it throws away
-# (about 15% extra for a 64-frame window, under 2% for 640), while shorter GOPs grow the file
-# (real frames at CRF 12: GOP 10 +6%, 20 +3%, 32 +2%, 64 +1% over GOP 250). 20 = one second.
+# About half the error of the original's mp4v files for ~1.5x their size (BENCHMARKS.md).
+DEFAULT_CRF = 12
+# A keyframe every GOP frames: read_range decodes on average (GOP - 1) / 2 frames it throws away, while
+# shorter GOPs grow the file. 20 = one second.
 DEFAULT_GOP = 20
-# Decoder threads (0: FFmpeg starts one per core). Random access to 128x128 frames is fastest on
-# one thread: a frame is too little work to share, frame threading refills its pipeline after
-# every seek, and data-loader workers already use the other cores. Random 640-frame windows on a
-# 2-core machine, 1 / 2 / one-per-core threads: 10,800 / 8,800 / 9,100 frames/s (generated
-# frames), 5,300 / 5,500 / 5,600 (a real clip).
-# Whole-file reads of 640x360 source videos gain from threads (890 -> 1,300 frames/s on 2 cores).
+# Decoder threads (0: FFmpeg starts one per core). Random access to 128x128 frames is fastest on one
+# thread: a frame is too little work to share, frame threading refills its pipeline after every seek,
+# and data-loader workers already use the other cores. Whole-file reads of 640x360 source videos gain
+# from threads.
 READ_RANGE_THREADS = 1
 SEQUENTIAL_THREADS = 0
 
@@ -61,6 +42,46 @@ _LIMITED_RANGES = (0, 1)
 
 class VideoError(ValueError):
     """A video file is missing, unreadable, corrupt or truncated."""
+
+
+def mp4_structure_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be a complete MP4/QuickTime file, from its top-level boxes alone; None if it can be.
+
+    An MP4 is a sequence of boxes (4-byte big-endian size, 4-byte type; size 1: a 64-bit size follows,
+    size 0: to the end of the file), starting with `ftyp` (ISO/IEC 14496-12 section 4.2). An error page
+    served in place of a video fails the first check; a cut-off download leaves its last box running past
+    the end of the file; a recording whose writer died has no `moov` (the index of the frames).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    seen = []
+    with open(path, "rb") as file:
+        offset = 0
+        while offset < size:
+            file.seek(offset)
+            header = file.read(16)
+            if len(header) < 8:
+                return f"truncated: {size - offset} stray byte(s) after the last box"
+            box_size, box_type = int.from_bytes(header[:4], "big"), header[4:8]
+            if not seen and box_type != b"ftyp":
+                return f"not an MP4 file (it starts with {header[:12]!r}, not an ftyp box)"
+            if box_size == 1:
+                if len(header) < 16:
+                    return "truncated inside a box header"
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:
+                box_size = size - offset
+            if box_size < 8:
+                return f"corrupt: box {box_type!r} at byte {offset} has size {box_size}"
+            if offset + box_size > size:
+                return f"truncated: box {box_type.decode('latin-1')!r} ends at byte {offset + box_size}, the file has {size}"
+            seen.append(box_type)
+            offset += box_size
+    if not seen:
+        return "empty file"
+    if b"moov" not in seen:
+        return "no moov box (the recording was never finished)"
+    return None
 
 
 def _one_line(error: BaseException) -> str:
@@ -91,9 +112,8 @@ def _frame_to_rgb(frame: av.VideoFrame, out: np.ndarray | None = None) -> np.nda
     bt601 = getattr(frame, "colorspace", 2) in _BT601_COLORSPACES
     limited = getattr(frame, "color_range", 0) in _LIMITED_RANGES
     if frame.format.name == "yuv420p" and bt601 and limited and frame.width % 2 == 0 and frame.height % 2 == 0:
-        # Our files and OpenCV's mp4v both land here. Plane copy + OpenCV's conversion takes
-        # ~30 us for a 128x128 frame against ~330 us for PyAV's swscale call, and lands closer to
-        # the source (MAE 1.30 vs 1.99 for a yuv420p round trip of real frames).
+        # Our files and OpenCV's mp4v both land here. A plane copy + OpenCV's conversion is ~10x
+        # faster than PyAV's swscale call and lands closer to the source (BENCHMARKS.md).
         planes = frame.to_ndarray()  # (H * 3 / 2, W) I420
         if out is None:
             return cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
@@ -292,8 +312,8 @@ class VideoWriter:
         self._stream.options = {
             "crf": str(crf),
             "tune": "fastdecode",
-            # superfast: 3.2x the encode speed of the default (1,141 vs 362 frames/s on 128x128 real
-            # frames here), same decode speed, MAE 2.00 vs 2.02 at CRF 12, files 18% larger.
+            # superfast: ~3x the encode speed of the default preset, same decode speed and error,
+            # somewhat larger files (BENCHMARKS.md).
             "preset": "superfast",
             "bf": "0",  # no B-frames: decode order = display order, so a seek lands exactly
             # Fixed keyframe positions (no scene-cut keyframes) keep the cost of a seek predictable;

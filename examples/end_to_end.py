@@ -62,7 +62,12 @@ def run_script(script: str, env: dict[str, str], *extra: str) -> None:
     """Run one of the guide's scripts from the repo root with its variables overridden; stop on failure."""
     print(f"\n=== bash {script} {' '.join(extra)}", flush=True)
     start = time.time()
-    full_env = {**os.environ, "PYTHON": sys.executable, "ACCELERATE": str(Path(sys.executable).with_name("accelerate")), **env}
+    full_env = {**os.environ, "TOOLKIT_PYTHON": sys.executable, "ACCELERATE": str(Path(sys.executable).with_name("accelerate")),
+                **env}
+    if script == "1_generate_dataset.sh":  # step 1 refuses its old names, even when the caller's shell set them
+        full_env.pop("PYTHON", None), full_env.pop("BATCH_SIZE", None)
+    else:  # the other scripts still read PYTHON
+        full_env["PYTHON"] = sys.executable
     result = subprocess.run(["bash", script, *extra], cwd=REPO_ROOT, env=full_env)
     if result.returncode != 0:
         raise SystemExit(f"{script} failed with exit status {result.returncode}")
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         run_script("1_generate_dataset.sh", {
             "INDEXES": url + "index.json", "N_EPISODES_CONTRACTOR": "-1", "OUTPUT_DIR": str(dataset),
             "CACHE_DIR": str(work / "contractor_cache"), "DEMO_RANDOM_MINECLIP": "1", "MIN_TIMESTEPS": "200",
-            "BATCH_SIZE": "64",
+            "MINECLIP_BATCH_SIZE": "64",
         })
 
     T = 64

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.EpisodeStorage import EMBED_DIM, EMBED_START, FRAME_SIZE, FRAMES_FILE, METADATA_FILE, EpisodeWriter
+from data.episode import EMBED_DIM, EMBED_START, FRAME_SIZE, FRAMES_FILE, METADATA_FILE, EpisodeWriter
 from vpt_model.action_space import ENV_BUTTONS
 
 N_BANDS = 4

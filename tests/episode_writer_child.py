@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from data.EpisodeStorage import FRAME_SIZE, EpisodeWriter
+from data.episode import FRAME_SIZE, EpisodeWriter
 
 # Frames written before announcing: past x264's lookahead and the muxer's buffer, so that
 # frames.mp4 already holds data on disk when the test kills this process.

@@ -1,10 +1,11 @@
-"""A local HTTP server for tests: 127.0.0.1, random port, Range requests, scripted connection cuts."""
+"""A local HTTP server for tests: 127.0.0.1, random port, Range requests, scripted cuts, errors and stalls."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
@@ -17,6 +18,8 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the first response dies
     cut_always: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before every response dies
+    status: dict[str, int] = field(default_factory=dict)  # path -> an error status answered every time (e.g. 500)
+    stall_s: dict[str, float] = field(default_factory=dict)  # path -> seconds the server waits after the headers
     ignore_range: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
 
@@ -31,6 +34,9 @@ class RangeHandler(BaseHTTPRequestHandler):
         state: ServerState = self.server.state
         range_header = self.headers.get("Range")
         state.requests.append((self.path, range_header))
+        if self.path in state.status:
+            self.send_error(state.status[self.path])
+            return
         body = state.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -52,8 +58,14 @@ class RangeHandler(BaseHTTPRequestHandler):
         payload = body[start:]
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if self.path in state.stall_s:
+            self.wfile.flush()
+            time.sleep(state.stall_s[self.path])
         cut = state.cut_always.get(self.path, state.cut_once.pop(self.path, None))
-        self.wfile.write(payload if cut is None else payload[:cut])
+        try:
+            self.wfile.write(payload if cut is None else payload[:cut])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
         self.close_connection = True
 
 

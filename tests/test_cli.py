@@ -77,3 +77,28 @@ def test_help_shows_defaults():
     text = make_parser().format_help()
     assert "(default: 320)" in text and "(default: 1e-05)" in text
     assert "seed (default: 0)" in " ".join(text.split())  # 0 == False, yet a default
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--batch_size", "64"], "prog: --batch_size 64: was renamed to --mineclip_batch_size (frames per forward); use --mineclip_batch_size"),
+    (["--batch_size"], "prog: --batch_size: was renamed to --mineclip_batch_size (frames per forward); use --mineclip_batch_size"),
+])
+def test_a_renamed_option_is_refused_naming_the_new_one(argv, expected, capsys):
+    parser = cli.ArgumentParser(prog="prog")
+    parser.add_argument("--mineclip_batch_size", type=cli.positive_int, default=256, help="frames")
+    cli.renamed_option(parser, "--batch_size", "--mineclip_batch_size", "frames per forward")
+    assert "--batch_size" not in parser.format_help()
+    assert parser.parse_args([]).mineclip_batch_size == 256
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(argv)
+    assert exc.value.code == cli.EXIT_BAD_SETTING and capsys.readouterr().err == expected + "\n"
+
+
+def test_a_renamed_variable_in_the_environment_is_refused(capsys):
+    renamed = {"BATCH_SIZE": ("MINECLIP_BATCH_SIZE", "frames per forward")}
+    cli.refuse_renamed_variables("prog", renamed, environ={"OTHER": "1"})  # absent: nothing happens
+    with pytest.raises(SystemExit) as exc:
+        cli.refuse_renamed_variables("prog", renamed, environ={"BATCH_SIZE": "8"})
+    assert exc.value.code == cli.EXIT_BAD_SETTING
+    assert capsys.readouterr().err == ("prog: BATCH_SIZE=8: this setting is now MINECLIP_BATCH_SIZE (frames per forward); "
+                                       "unset BATCH_SIZE and set MINECLIP_BATCH_SIZE instead\n")

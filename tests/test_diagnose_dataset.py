@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.EpisodeStorage import EMBED_DIM, EMBED_START
+from data.episode import EMBED_DIM, EMBED_START
 from data.diagnose_dataset import main
 from data.sampling.generate_sampling import main as generate_sampling
 from episode_factory import make_episode

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from data import weights_download
+from data import http_download
 from data.http_download import DownloadError, download_file, part_path
+from data.video_io import mp4_structure_problem
 from local_http import serve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +146,72 @@ def test_progress_resets_the_retry_budget(server, tmp_path):
     state.cut_always["/a.bin"] = 40_000  # every response dies, but each brings new bytes
     dest = _get(f"{base}/a.bin", tmp_path / "a.bin", retries=1, expected_md5=_md5(body))
     assert dest.read_bytes() == body
+
+
+def _reject_xml(path: Path) -> str | None:
+    return "an XML error page" if path.read_bytes().startswith(b"<?xml") else None
+
+
+def test_a_body_that_fails_the_content_check_is_deleted_named_and_fetched_again(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = b'<?xml version="1.0"?><Error><Code>ServerBusy</Code></Error>'
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError) as error:
+        _get(f"{base}/a.bin", dest, check=_reject_xml)
+    assert str(error.value) == (f"{base}/a.bin answered with something else: an XML error page; the body was deleted "
+                                f"({part_path(dest)}), a re-run downloads it again")
+    assert not dest.exists() and not part_path(dest).exists()
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    assert _get(f"{base}/a.bin", dest, check=_reject_xml).read_bytes() == body  # the re-run fetches it
+
+
+def test_a_poisoned_file_already_in_place_is_replaced(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = body = _random_bytes(FILE_BYTES)
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(b"<?xml version='1.0'?><Error/>")  # left in a cache by an older toolkit
+    assert _get(f"{base}/a.bin", dest, check=_reject_xml).read_bytes() == body
+    assert len(state.requests) == 1
+
+
+def test_default_bounds_an_http_500_costs_seven_seconds_of_backoff(server, tmp_path, monkeypatch):
+    base, state = server
+    state.status["/a.bin"] = 500
+    waits = []
+    monkeypatch.setattr(http_download.time, "sleep", waits.append)
+    with pytest.raises(DownloadError, match="after 4 attempts without progress: HTTP 500"):
+        download_file(f"{base}/a.bin", tmp_path / "a.bin", progress=False)
+    assert waits == [1.0, 2.0, 4.0] and len(state.requests) == 4
+
+
+def test_a_stalled_server_times_out_per_attempt(server, tmp_path):
+    base, state = server
+    state.files["/a.bin"] = _random_bytes(FILE_BYTES)
+    state.stall_s["/a.bin"] = 5.0
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"after 2 attempts without progress: transfer interrupted at byte 0: .*timed out"):
+        _get(f"{base}/a.bin", tmp_path / "a.bin", retries=1, timeout_s=0.3)
+    assert time.monotonic() - started < 3.0  # 2 x 0.3 s, not the server's 5 s stall
+    assert not (tmp_path / "a.bin").exists()
+
+
+MP4_CASES = {
+    "an XML page": (b'<?xml version="1.0"?><Error/>', "not an MP4 file (it starts with b'<?xml versio', not an ftyp box)"),
+    "empty": (b"", "empty file"),
+    "box past the end": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x01\x00mdat",
+                         "truncated: box 'mdat' ends at byte 272, the file has 24"),
+    "no moov": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x00\x08mdat", "no moov box (the recording was never finished)"),
+    "stray bytes": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00", "truncated: 2 stray byte(s) after the last box"),
+    "zero-size box": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x00\x04moov", "corrupt: box b'moov' at byte 16 has size 4"),
+    "complete": (b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x00\x08moov\x00\x00\x00\x00mdat", None),
+}
+
+
+@pytest.mark.parametrize("case", list(MP4_CASES))
+def test_mp4_structure_check(tmp_path, case):
+    body, expected = MP4_CASES[case]
+    (tmp_path / "v.mp4").write_bytes(body)
+    assert mp4_structure_problem(tmp_path / "v.mp4") == expected
 
 
 def test_download_weights_places_vpt_files(server, tmp_path, capsys):

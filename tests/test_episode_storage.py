@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.EpisodeStorage import (
+from data.episode import (
     ACTIONS_FILE,
     EMBED_DIM,
     EMBED_START,
@@ -35,7 +35,7 @@ from vpt_model.action_space import ENV_BUTTONS, env_actions_to_arrays, env_array
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_FRAMES = 60  # three keyframe intervals
 # Measured on moving_frames() at the default CRF 12: mean abs error 3.3, worst frame 4.3 (the sharp
-# colour edges of the pattern cost chroma precision under yuv420p); see data/video_io.py.
+# colour edges of the pattern cost chroma precision under yuv420p); see BENCHMARKS.md.
 MAX_FRAME_MAE = 5.0
 LEGACY_MAX_FRAME_MAE = 8.0  # mp4v at OpenCV's default quality is coarser
 

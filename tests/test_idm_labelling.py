@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from conftest import randomize_
-from data.EpisodeStorage import IDM_CONFIDENCE, load_episode, validate_episode
+from data.episode import IDM_CONFIDENCE, load_episode, validate_episode
 from data.generation import convert_custom_data, overlay_actions
 from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, file_sha256, idm_input_frames, label_video
 from data.video_io import VideoReader, VideoWriter, read_video_frames
 from embed_conditioned_policy import SteveAgentPolicy
 from MineRLConditionalAgent import resize_frame
 from test_contractor_conversion import real_gameplay_clip  # noqa: F401  (the fixture)
-from vpt_model.action_space import ENV_BUTTONS, env_arrays_to_joint, is_null_joint
+from vpt_model.action_space import ENV_BUTTONS
 from vpt_model.config import preset
 from vpt_model.inverse_dynamics import (
     IDMConfig,
@@ -114,11 +114,13 @@ def _write_video(path: Path, frames: np.ndarray, fps: int = 20, crf: int = 0) ->
 
 
 def test_idm_frames_are_the_policys_resize_of_the_20fps_frames(tmp_path):
+    """Frames of any size go to 640x360 first (as every step-1 recording), then 128x128, both INTER_LINEAR."""
     source = np.random.default_rng(0).integers(0, 256, (12, 72, 96, 3), dtype=np.uint8)
     _write_video(tmp_path / "v.mp4", source)
     decoded = list(read_video_frames(tmp_path / "v.mp4"))
     picked = list(idm_input_frames(tmp_path / "v.mp4", np.array([0, 0, 3, 4, 4, 11])))
-    expected = [resize_frame(decoded[i], (128, 128)) for i in (0, 0, 3, 4, 4, 11)]
+    expected = [resize_frame(resize_frame(decoded[i], (360, 640)), (128, 128)) for i in (0, 0, 3, 4, 4, 11)]
+    assert not np.array_equal(expected[2], resize_frame(decoded[3], (128, 128)))  # the 640x360 step matters
     assert len(picked) == 6 and all(np.array_equal(a, b) for a, b in zip(picked, expected))
     assert len(list(idm_input_frames(tmp_path / "v.mp4"))) == 12
 
@@ -189,10 +191,11 @@ def test_real_gameplay_labelled_by_the_idm_converts_validates_samples_and_trains
     labeller.idm.load_state_dict(torch.load(weights, weights_only=True))
     indices = np.minimum(np.floor(np.arange(140) * fps / 20 + 1e-9).astype(int), n_source - 1)
     labels = label_video(labeller, inputs / "episode_a" / "video.mp4", indices)
-    keep = ~is_null_joint(*env_arrays_to_joint(labels.env_buttons, labels.env_camera))
+    keep = labels.env_buttons.any(axis=1) | labels.env_camera.any(axis=1)  # the default null rule: the env action's
     assert episode.num_frames == keep.sum() > 100
     np.testing.assert_array_equal(episode.env_buttons, labels.env_buttons[keep])
-    np.testing.assert_array_equal(episode.env_camera, labels.env_camera[keep])
+    # the default camera labels: the IDM's estimate truncated to whole degrees, as a recorded move would be
+    np.testing.assert_array_equal(episode.env_camera, np.trunc(labels.env_camera[keep]))
     np.testing.assert_array_equal(episode.idm_confidence, labels.confidence[keep])
     assert episode.read_frames(0, 8).std() > 10  # real gameplay pixels
 
@@ -244,8 +247,6 @@ def _other_idm_weights(path: Path) -> Path:
 
 
 BAD_IDM_FILES = [  # (what, --idm_model, --idm_weights, the one line on stderr)
-    ("missing weights", "model", lambda d: d / "nope.weights",
-     "--idm_weights {weights}: not found; download 4x_idm.model and 4x_idm.weights with: ONLY=idm bash download_weights.sh"),
     ("a .model that builds objects", lambda d: _evil_model(d / "evil.model"), "weights",
      "--idm_model {model}: refusing to build object posix.system: a .model file holds only plain containers and numbers; "
      "pass VPT's 4x_idm.model"),
@@ -267,15 +268,21 @@ def test_bad_idm_files_are_one_line_and_nothing_is_written(what, model, weights,
     err = capsys.readouterr().err
     assert caught.value.code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith("convert_custom_data: " + line.format(model=model, weights=weights))
+    assert err.startswith("convert_custom_data.py: " + line.format(model=model, weights=weights))
     assert not (tmp_path / "out").exists() and not (tmp_path / "pwned").exists()
 
 
-def test_without_idm_files_the_message_names_the_options(unlabelled_dir, tmp_path):
-    with pytest.raises(SystemExit) as caught:
-        _convert(unlabelled_dir, tmp_path / "out")
-    assert "no actions.jsonl (episode_001)" in str(caught.value) and "--idm_model and --idm_weights" in str(caught.value)
-    assert not (tmp_path / "out").exists()
+def test_without_idm_files_the_message_names_the_options(unlabelled_dir, tmp_path, capsys):
+    """Not given, or given but not downloaded: the recordings without actions fail alone in one line."""
+    assert _convert(unlabelled_dir, tmp_path / "out") == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {unlabelled_dir}: 1 recording(s) have video.mp4 but no actions.jsonl (episode_001); training needs the " \
+           "action of every frame: pass --idm_model and --idm_weights" in out
+    assert not (tmp_path / "out" / "episode_001").exists()
+    missing = tmp_path / "nowhere.model"
+    assert _convert(unlabelled_dir, tmp_path / "out", "--idm_model", str(missing), "--idm_weights", str(missing)) == 1
+    assert f"--idm_model {missing} and --idm_weights {missing} not found: download them with ONLY=idm bash " \
+           "download_weights.sh" in capsys.readouterr().out
 
 
 def test_overlay_of_an_episode_and_of_a_raw_recording(tmp_path, idm_files):
@@ -350,5 +357,6 @@ def test_null_labelled_frames_are_dropped_with_their_confidence(tmp_path):
     episode = load_episode(episode_dir)
     assert episode.num_frames == keep.sum() == 21
     np.testing.assert_array_equal(episode.idm_confidence, confidence[keep])
-    np.testing.assert_array_equal(episode.env_camera, env_camera[keep])
+    np.testing.assert_array_equal(episode.env_camera, np.trunc(env_camera[keep]))  # 0.6154 -> 0 (default labels)
+    assert episode.metadata["conversion"]["actions_format"] == "idm"
     assert validate_episode(episode_dir).ok

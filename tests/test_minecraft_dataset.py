@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data.EpisodeStorage import EMBED_START, EpisodeFormatError, load_episode
+from data.episode import EMBED_START, EpisodeFormatError, load_episode
 from data.minecraft_dataset import (
     ColorJitter,
     MinecraftDataset,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.EpisodeStorage import EMBEDS_FILE
+from data.episode import EMBEDS_FILE
 from data.sampling.generate_sampling import main, make_sampling, parse_args
 from episode_factory import make_dataset, make_episode
 

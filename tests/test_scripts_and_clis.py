@@ -13,7 +13,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
-    "1_generate_dataset.sh": ["data/generation/convert_from_contractor.py", "data/generation/convert_custom_data.py"],
+    "1_generate_dataset.sh": ["data/generation/generate_dataset.py"],
     "2_create_sampling.sh": ["data/sampling/generate_sampling.py"],
     "3_train_finetune_template.sh": ["training/train.py"],
     "3_train.sh": ["3_train_finetune_template.sh"],

@@ -89,6 +89,33 @@ def run_main(program: str, main: Callable[[], int]) -> int:
         exit_with_refusal(program, str(e))
 
 
+def renamed_option(parser: argparse.ArgumentParser, old: str, new: str, note: str | None = None) -> None:
+    """Make `old` (an option that was renamed) a refusal that names `new`; it is hidden from --help.
+
+    Given with or without a value, `old` ends the program with the one-line refusal, before any work.
+    """
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: str | None = None) -> None:
+            problem = f"was renamed to {new}" + (f" ({note})" if note else "")
+            exit_with_refusal(parser.prog, _line(old, values, problem, f"use {new}"))
+
+    parser.add_argument(old, nargs="?", action=Renamed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def refuse_renamed_variables(program: str, renamed: dict[str, tuple[str, str]], environ: dict[str, str] | None = None) -> None:
+    """Refuse (one line, exit 2) when an old variable name is set in the environment.
+
+    `renamed` maps old name -> (new name, what the new one means). A script's variable that was renamed
+    would otherwise be ignored silently while the user believes it is in effect.
+    """
+    environ = os.environ if environ is None else environ
+    for old, (new, meaning) in renamed.items():
+        if old in environ:
+            exit_with_refusal(program, _line(f"{old}={environ[old]}", None, f"this setting is now {new} ({meaning})",
+                                             f"unset {old} and set {new} instead"))
+
+
 # ---- `type=` functions: argparse shows their ArgumentTypeError as "argument --x: <message>" --------------
 
 def _number(kind: type, text: str) -> Any:

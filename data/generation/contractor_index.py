@@ -1,4 +1,9 @@
-"""VPT contractor index files: where they are, which recordings they list, which ones this worker converts."""
+"""VPT contractor index files: where they are, which recordings they list, which ones this worker converts.
+
+An index is JSON `{"basedir": ..., "relpaths": [...]}`; each relpath names `<stem>.mp4` + `<stem>.jsonl`
+(with or without `.mp4`). A relative basedir is relative to the index file's folder (or URL); an entry that
+would leave the basedir is refused with its reason, the other entries convert.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.http_download import download_file
+from data.http_download import DownloadError, download_file
 
 SNAPSHOTS = "https://openaipublic.blob.core.windows.net/minecraft-rl/snapshots/"
 INDEX_URLS = {
@@ -30,7 +35,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class IndexFileError(ValueError):
-    """An index file is unreadable, or an entry would read outside its base."""
+    """An index cannot be had or read, or an entry would read outside its base. The message is one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,33 +49,87 @@ class Recording:
 
     @property
     def is_local(self) -> bool:
-        return not urllib.parse.urlparse(self.video).scheme.startswith("http")
+        return not _is_url(self.video)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContractorIndex:
+    """A loaded index: where it came from, its basedir resolved (absolute path or URL), its raw entries."""
+
+    location: str
+    basedir: str
+    relpaths: list
 
 
 def _is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https")
 
 
-def load_index(spec: str, cache_dir: str | os.PathLike) -> tuple[dict, str]:
-    """A version key (e.g. '10.x'), an index URL or a local path -> (index dict, where it came from)."""
-    location = INDEX_URLS.get(spec, spec)
+def index_location(spec: str) -> str:
+    """A version key (e.g. '10.x') -> its URL; a URL or a path stays as given."""
+    return INDEX_URLS.get(spec, spec)
+
+
+def index_spec_problem(spec: str) -> str | None:
+    """Why `spec` names no index at all (checked before any work), or None."""
+    location = index_location(spec)
+    if _is_url(location) or Path(location).is_file():
+        return None
+    return f"is neither a known version ({', '.join(INDEX_URLS)}), an http(s) URL, nor an existing file"
+
+
+def _json_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"not JSON ({e})"
+    return None
+
+
+def load_index(spec: str, cache_dir: str | os.PathLike, retries: int | None = None,
+               timeout_s: float | None = None) -> ContractorIndex:
+    """Read (downloading into `cache_dir/indexes` once) the index `spec` names; IndexFileError in one line."""
+    location = index_location(spec)
     if _is_url(location):
         target = Path(cache_dir) / "indexes" / _SAFE_NAME.sub("_", urllib.parse.urlparse(location).path.strip("/"))
-        if not target.exists():
-            download_file(location, target, progress=False)
+        limits = {k: v for k, v in (("retries", retries), ("timeout_s", timeout_s)) if v is not None}
+        try:
+            download_file(location, target, progress=False, check=_json_problem, **limits)
+        except DownloadError as e:
+            raise IndexFileError(f"{location}: {e}") from None
         path = target
     else:
         path = Path(location)
-        if not path.is_file():
-            known = ", ".join(INDEX_URLS)
-            raise IndexFileError(f"index {spec!r} is neither a known version ({known}), a URL, nor an existing file")
+        problem = index_spec_problem(spec)
+        if problem:
+            raise IndexFileError(f"{spec}: {problem}")
     try:
-        index = json.loads(Path(path).read_text())
+        index = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise IndexFileError(f"{path}: not a JSON index ({e})") from None
-    if not isinstance(index, dict) or not isinstance(index.get("basedir"), str) or not isinstance(index.get("relpaths"), list):
-        raise IndexFileError(f"{path}: expected {{'basedir': str, 'relpaths': [str, ...]}}")
-    return index, location
+    except OSError as e:
+        raise IndexFileError(f"{path}: unreadable ({e.strerror or e})") from None
+    shape = "expected {\"basedir\": <folder or URL>, \"relpaths\": [<path>, ...]}"
+    if not isinstance(index, dict):
+        raise IndexFileError(f"{path}: the index is a {type(index).__name__}, {shape}")
+    basedir, relpaths = index.get("basedir"), index.get("relpaths")
+    if not isinstance(basedir, str) or not basedir:
+        raise IndexFileError(f"{path}: basedir is {json.dumps(basedir)}, {shape}")
+    if not isinstance(relpaths, list):
+        raise IndexFileError(f"{path}: relpaths is {type(relpaths).__name__ if relpaths is not None else 'missing'}, {shape}")
+    return ContractorIndex(location, resolve_basedir(basedir, location), relpaths)
+
+
+def resolve_basedir(basedir: str, index_location: str) -> str:
+    """A basedir as the index states it -> an absolute path or URL; a relative one is relative to the index."""
+    if _is_url(basedir):
+        return basedir
+    if _is_url(index_location):
+        return urllib.parse.urljoin(index_location, basedir)
+    base = Path(basedir).expanduser()
+    if not base.is_absolute():
+        base = Path(index_location).resolve().parent / base
+    return str(base)
 
 
 def _resolve(basedir: str, relpath: str, suffix: str) -> str:
@@ -95,14 +154,14 @@ def _resolve(basedir: str, relpath: str, suffix: str) -> str:
     return str(path)
 
 
-def recordings(index: dict) -> tuple[list[Recording], list[str]]:
+def recordings(index: ContractorIndex) -> tuple[list[Recording], list[str]]:
     """The index's recordings (sorted by relpath) and the entries refused, each with the reason."""
     found, refused = {}, []
-    for relpath in index["relpaths"]:
+    for relpath in index.relpaths:
         try:
             stem = relpath[: -len(".mp4")] if isinstance(relpath, str) and relpath.endswith(".mp4") else relpath
-            video = _resolve(index["basedir"], stem, ".mp4")
-            actions = _resolve(index["basedir"], stem, ".jsonl")
+            video = _resolve(index.basedir, stem, ".mp4")
+            actions = _resolve(index.basedir, stem, ".jsonl")
         except IndexFileError as e:
             refused.append(str(e))
             continue

@@ -1,10 +1,16 @@
-"""One recording (video + per-frame actions) -> one episode directory.
+"""One recording (video + per-line actions) -> one episode directory.
 
-For each kept frame: draw the GUI cursor when a GUI is open, resize to 128x128 for the agent and to
-256x160 for MineCLIP (cv2 INTER_LINEAR both), and store the action; the MineCLIP goal embedding of
-every frame is computed from the 16 frames ending at it. Frames whose action is null are dropped
-(the video is still decoded in step), by default when the AGENT action is null (joint buttons 0 and
-camera 60, as the VPT paper describes); `null_filter="env"` reproduces the original STEVE-1 rule.
+Per kept frame, the pipeline of the original converter: the decoded frame is brought to 640x360 when the
+source has another size (cv2 INTER_LINEAR; 640x360 is what the agent sees in MineRL and what contractor
+videos are), the GUI cursor is drawn while a GUI is open, then the frame is resized to 128x128 for the agent
+and to 256x160 for MineCLIP (INTER_LINEAR both). The MineCLIP goal embedding of every kept frame is computed
+from the 16 kept frames ending at it.
+
+Frame rate (contractor and custom recordings alike): line i of the actions belongs to video frame i. A video
+within 20 +- 0.5 fps is taken as 20 fps. Any other rate from 5 to 240 fps is resampled to 20 fps (constant
+frame rate assumed): output frame k shows the source frame at time k/20 s and carries the actions of the
+source frames it stands for merged (buttons pressed in any of them, camera moves added up). Other rates are
+refused. The labelling rules (camera labels, null filter: data.generation.labelling) apply after that.
 """
 
 from __future__ import annotations
@@ -19,16 +25,27 @@ import cv2
 import numpy as np
 import torch
 
-from data.EpisodeStorage import EMBED_START, FPS, FRAME_SIZE, EpisodeWriter
-from data.generation.contractor_actions import ContractorActions
+from data.episode import EMBED_START, FPS, FRAME_SIZE, EpisodeWriter
+from data.generation.contractor_actions import RecordingActions
 from data.generation.cursor import draw_cursor
-from data.video_io import VideoReader, read_video_frames
+from data.generation.labelling import (
+    CAMERA_LABELS,
+    DEFAULT_CAMERA_LABELS,
+    DEFAULT_NULL_FILTER,
+    NULL_FILTERS,
+    keep_mask,
+    label_camera,
+)
+from data.video_io import SEQUENTIAL_THREADS, VideoReader, read_video_frames
 from mineclip_model.embedding import WINDOW, embed_frames_sliding
 from mineclip_model.image_encoder import MINECLIP_FRAME_HEIGHT, MINECLIP_FRAME_WIDTH
 from mineclip_model.mineclip import MineCLIP, MineCLIPConfig, load_mineclip
+from toolkit_utils import cli
 
 EMBED_CHUNK_FRAMES = 2048  # MineCLIP frames held in memory at once (~250 MB); long videos are embedded in chunks
-NULL_FILTERS = ("agent", "env", "none")
+SOURCE_WIDTH, SOURCE_HEIGHT = 640, 360  # contractor videos; what the agent sees in MineRL
+FPS_TOLERANCE = 0.5  # container headers round: 19.98 fps is a 20 fps recording
+MIN_SOURCE_FPS, MAX_SOURCE_FPS = 5.0, 240.0  # outside: a broken header rather than a recording
 
 
 class ConversionError(ValueError):
@@ -37,34 +54,63 @@ class ConversionError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ConversionOptions:
-    """How recordings become episodes (written into every episode's metadata)."""
+    """How recordings become episodes (written into every episode's metadata under "conversion")."""
 
-    null_filter: str = "agent"
-    truncate_camera: bool = False
+    camera_labels: str = DEFAULT_CAMERA_LABELS
+    null_filter: str = DEFAULT_NULL_FILTER
     min_timesteps: int = 1000
     max_length_mismatch: int = 2  # recorders can end the video and the jsonl a frame apart
-    embed_batch_size: int = 256
+    mineclip_batch_size: int = 256
 
     def __post_init__(self) -> None:
+        if self.camera_labels not in CAMERA_LABELS:
+            raise ValueError(f"camera_labels must be one of {CAMERA_LABELS}, got {self.camera_labels!r}")
         if self.null_filter not in NULL_FILTERS:
             raise ValueError(f"null_filter must be one of {NULL_FILTERS}, got {self.null_filter!r}")
 
 
-def add_conversion_arguments(parser: argparse.ArgumentParser, min_timesteps: int) -> None:
-    """The command-line settings shared by the contractor and custom-data converters."""
+def add_conversion_arguments(parser: cli.ArgumentParser, min_timesteps: int) -> None:
+    """The command-line settings shared by the contractor and custom-data converters and step 1's entrypoint."""
     a = parser.add_argument
-    a("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required)")
+    a("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required unless --demo_random_mineclip)")
     a("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
-    a("--batch_size", type=int, default=256, help="frames per MineCLIP forward")
-    a("--device", default=None, help="cuda or cpu for MineCLIP (default: cuda when available)")
-    a("--min_timesteps", type=int, default=min_timesteps, help="skip recordings with fewer frames than this after null filtering")
-    a("--null_filter", default="agent", choices=NULL_FILTERS, help="agent: drop frames whose agent action is null (VPT paper); env: the original STEVE-1 rule; none: keep all")
-    a("--truncate_camera", action="store_true", help="contractor-format actions: reproduce the original's whole-degree camera truncation (a bug; off by default)")
-    a("--max_length_mismatch", type=int, default=2, help="tolerate this many frames between video and jsonl lengths (trim to the shorter); more is an error")
+    a("--mineclip_batch_size", type=cli.positive_int, default=256, help="frames per MineCLIP forward (GPU: 256-1024)")
+    a("--device", default=None, choices=["cpu", "cuda"], help="where MineCLIP runs (default: cuda when available; several GPUs are shared round-robin by the jobs)")
+    a("--jobs", type=cli.positive_int, default=default_jobs(), help="conversion processes (default: every core); each decodes, resizes, embeds and writes whole recordings")
+    a("--min_timesteps", type=cli.non_negative_int, default=min_timesteps, help="skip recordings with fewer frames than this after null filtering")
+    a("--camera_labels", default=DEFAULT_CAMERA_LABELS, choices=CAMERA_LABELS,
+      help="truncated: whole degrees toward zero, the original's labels (the data steve1.weights learned from); float: fractional degrees (the VPT paper's)")
+    a("--null_filter", default=DEFAULT_NULL_FILTER, choices=NULL_FILTERS,
+      help="env: drop frames whose env action is null, the original rule; agent: drop frames whose agent action is null (VPT paper); none: keep all")
+    a("--max_length_mismatch", type=cli.non_negative_int, default=2, help="tolerate this many frames between video and jsonl lengths (trim to the shorter); more is an error")
+    cli.renamed_option(parser, "--batch_size", "--mineclip_batch_size", "it means MineCLIP frames per forward")
+    cli.renamed_option(parser, "--truncate_camera", "--camera_labels", "truncation is the default now (--camera_labels truncated)")
+
+
+def default_jobs() -> int:
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def options_from_args(args: argparse.Namespace) -> ConversionOptions:
-    return ConversionOptions(args.null_filter, args.truncate_camera, args.min_timesteps, args.max_length_mismatch, args.batch_size)
+    return ConversionOptions(args.camera_labels, args.null_filter, args.min_timesteps, args.max_length_mismatch,
+                             args.mineclip_batch_size)
+
+
+def check_mineclip_arguments(parser: cli.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (one line, exit 2) a missing MineCLIP file before any work starts."""
+    if args.demo_random_mineclip:
+        return
+    fix = "download attn.pth with download_weights.sh, or pass --demo_random_mineclip for a pipeline demo"
+    if not args.mineclip_weights:
+        parser.refuse("--mineclip_weights", None, "is required", fix)
+    try:
+        cli.existing_file("--mineclip_weights", args.mineclip_weights, fix)
+    except cli.SettingError as e:
+        cli.exit_with_refusal(parser.prog, str(e))
 
 
 def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, device: str) -> tuple[MineCLIP, dict]:
@@ -75,9 +121,6 @@ def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, 
         config = dataclasses.replace(MineCLIPConfig.tiny(), embed_dim=512)
         model = MineCLIP(config).to(device).eval()
         return model, {"weights": None, "demo_random_weights": True, "config": "tiny, random (demo only)"}
-    if not mineclip_weights:
-        raise SystemExit("--mineclip_weights is required (data/weights/mineclip/attn.pth from download_weights.sh); "
-                         "--demo_random_mineclip uses random weights for a pipeline demo only")
     model = load_mineclip(mineclip_weights, device=device)
     return model, {"weights": os.path.abspath(mineclip_weights), "demo_random_weights": False, "config": "attn"}
 
@@ -109,88 +152,21 @@ class StreamingEmbedder:
         return np.concatenate(self.parts) if self.parts else np.zeros((0, self.model.config.embed_dim), np.float32)
 
 
-def keep_mask(actions: ContractorActions, null_filter: str) -> np.ndarray:
-    """Which frames to keep: all, or those whose action is not null under the chosen rule."""
-    if null_filter == "agent":
-        return ~actions.agent_null
-    if null_filter == "env":
-        return ~actions.env_null
-    return np.ones(len(actions), dtype=bool)
+def agent_and_mineclip_frames(frame: np.ndarray, gui_open: bool, cursor_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded RGB frame of any size -> (agent frame uint8 [128, 128, 3], MineCLIP frame uint8 [160, 256, 3]).
 
-
-def convert_recording(
-    video_path: str | os.PathLike,
-    actions: ContractorActions,
-    out_dir: str | os.PathLike,
-    goal_encoder: MineCLIP,
-    options: ConversionOptions,
-    source: dict[str, Any],
-    device: str = "cpu",
-    frame_indices: np.ndarray | None = None,
-    progress: bool = True,
-) -> tuple[Path | None, str]:
-    """Write one episode; returns (episode dir, message) or (None, why it was skipped). Raises ConversionError.
-
-    `frame_indices` maps each action line to a video frame (resampled custom recordings); by default line
-    i belongs to frame i.
+    The frame is brought to 640x360 first (INTER_LINEAR), the cursor drawn at `cursor_xy` (recording
+    pixels; NaN: unknown, not drawn) while a GUI is open, then resized as the original does.
     """
-    from tqdm import tqdm
-
-    video_path = Path(video_path)
-    try:
-        n_video = VideoReader(video_path).num_frames
-    except (OSError, ValueError) as e:
-        raise ConversionError(str(e)) from None
-    n_lines = len(actions)
-    if frame_indices is None:
-        if abs(n_video - n_lines) > options.max_length_mismatch:
-            raise ConversionError(
-                f"{video_path}: {n_video} video frames but {n_lines} action lines "
-                f"(--max_length_mismatch {options.max_length_mismatch} allows trimming small differences)"
-            )
-        frame_indices = np.arange(min(n_video, n_lines))
-    elif len(frame_indices) and frame_indices.max() >= n_video:
-        raise ConversionError(f"{video_path}: actions refer to frame {frame_indices.max()}, the video has {n_video}")
-    actions = dataclasses.replace(
-        actions, **{f.name: getattr(actions, f.name)[: len(frame_indices)] for f in dataclasses.fields(actions)}
-    )
-    keep = keep_mask(actions, options.null_filter)
-    kept = int(keep.sum())
-    if kept < max(options.min_timesteps, EMBED_START + 1):
-        return None, f"{kept} frames after null filtering, fewer than --min_timesteps {options.min_timesteps}"
-
-    embedder = StreamingEmbedder(goal_encoder, options.embed_batch_size, device)
-    conversion = {**dataclasses.asdict(options), "source_frames": n_video, "action_lines": n_lines, "kept_frames": kept}
-    lines_for_frame: dict[int, list[int]] = {}
-    for line, frame_index in enumerate(frame_indices):
-        if keep[line]:
-            lines_for_frame.setdefault(int(frame_index), []).append(line)
-    with EpisodeWriter(out_dir, source=source, conversion=conversion) as writer:
-        bar = tqdm(total=n_video, unit="frame", desc=Path(out_dir).name[:40], disable=not progress, leave=False)
-        try:
-            for index, frame in enumerate(read_video_frames(video_path)):
-                bar.update(1)
-                for line in lines_for_frame.get(index, ()):
-                    image = frame
-                    if actions.gui_open[line]:
-                        image = frame.copy()
-                        draw_cursor(image, *actions.cursor_xy[line])
-                    writer.append_frame(cv2.resize(image, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_LINEAR))
-                    embedder.add(cv2.resize(image, (MINECLIP_FRAME_WIDTH, MINECLIP_FRAME_HEIGHT), interpolation=cv2.INTER_LINEAR))
-                if index >= frame_indices[-1]:
-                    break
-        except ValueError as e:  # VideoError: corrupt or truncated video
-            raise ConversionError(str(e)) from None
-        finally:
-            bar.close()
-        if writer.num_frames != kept:
-            raise ConversionError(f"{video_path}: decoded {writer.num_frames} of the {kept} frames the actions need")
-        writer.append_actions(actions.env_buttons[keep], actions.env_camera[keep])
-        confidence = getattr(actions, "idm_confidence", None)  # actions labelled by the IDM (idm_labelling.LabelledActions)
-        if confidence is not None:
-            writer.set_idm_confidence(confidence[keep])
-        writer.set_embeds(embedder.finish())
-    return Path(out_dir), f"{kept} frames"
+    if frame.shape[:2] != (SOURCE_HEIGHT, SOURCE_WIDTH):
+        frame = cv2.resize(frame, (SOURCE_WIDTH, SOURCE_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    elif gui_open:
+        frame = frame.copy()  # the cursor is drawn in place
+    if gui_open and np.all(np.isfinite(cursor_xy)):
+        draw_cursor(frame, float(cursor_xy[0]), float(cursor_xy[1]))
+    agent = cv2.resize(frame, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_LINEAR)
+    mineclip = cv2.resize(frame, (MINECLIP_FRAME_WIDTH, MINECLIP_FRAME_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    return agent, mineclip
 
 
 def resample_indices(num_source_frames: int, source_fps: float, target_fps: float = FPS) -> np.ndarray:
@@ -198,3 +174,115 @@ def resample_indices(num_source_frames: int, source_fps: float, target_fps: floa
     duration = num_source_frames / source_fps
     n_out = max(int(np.floor(duration * target_fps + 1e-9)), 0)
     return np.minimum(np.floor(np.arange(n_out) * source_fps / target_fps + 1e-9).astype(np.int64), num_source_frames - 1)
+
+
+def merge_actions(actions: RecordingActions, indices: np.ndarray, num_source: int) -> RecordingActions:
+    """Actions per source frame -> per output frame: output k gets source frames [indices[k], indices[k+1])."""
+    bounds = np.append(indices, num_source)
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    buttons = np.stack([actions.env_buttons[a:b].max(axis=0) if b > a else np.zeros_like(actions.env_buttons[0])
+                        for a, b in spans])
+    camera = np.stack([actions.env_camera[a:b].sum(axis=0) for a, b in spans])
+    env_null = np.array([actions.env_null[a:b].all() for a, b in spans], dtype=bool)  # an empty span is null
+    return RecordingActions(buttons, camera, env_null, actions.gui_open[indices], actions.cursor_xy[indices],
+                            actions.file_format)
+
+
+def _first_rows(actions: RecordingActions, n: int) -> RecordingActions:
+    return dataclasses.replace(actions, **{f.name: getattr(actions, f.name)[:n] for f in dataclasses.fields(actions)
+                                           if isinstance(getattr(actions, f.name), np.ndarray)})
+
+
+def align_to_video(actions: RecordingActions, n_video: int, fps: float, max_length_mismatch: int,
+                   video_path: Path) -> tuple[RecordingActions, np.ndarray]:
+    """(actions per output frame, the source frame each output frame shows), resampled to 20 fps when needed.
+
+    Raises ConversionError for an unusable frame rate or a length mismatch beyond `max_length_mismatch`.
+    """
+    if not MIN_SOURCE_FPS <= fps <= MAX_SOURCE_FPS:
+        raise ConversionError(f"{video_path}: {fps:g} fps is outside {MIN_SOURCE_FPS:g}..{MAX_SOURCE_FPS:g} "
+                              "(a broken header?); re-encode it at its real frame rate")
+    if n_video == 0:
+        raise ConversionError(f"{video_path}: the video has no frames")
+    if abs(n_video - len(actions)) > max_length_mismatch:
+        raise ConversionError(
+            f"{video_path}: {n_video} video frames but {len(actions)} action lines "
+            f"(--max_length_mismatch {max_length_mismatch} allows trimming small differences)"
+        )
+    n = min(n_video, len(actions))
+    actions = _first_rows(actions, n)
+    if abs(fps - FPS) <= FPS_TOLERANCE:
+        return actions, np.arange(n)
+    indices = resample_indices(n, fps, FPS)
+    return merge_actions(actions, indices, n), indices
+
+
+def convert_recording(
+    video_path: str | os.PathLike,
+    actions: RecordingActions,
+    out_dir: str | os.PathLike,
+    goal_encoder: MineCLIP,
+    options: ConversionOptions,
+    source: dict[str, Any],
+    device: str = "cpu",
+    progress: bool = True,
+    decoder_threads: int = SEQUENTIAL_THREADS,
+    frame_indices: np.ndarray | None = None,
+) -> tuple[Path | None, str]:
+    """Write one episode; returns (episode dir, message) or (None, why it was skipped).
+
+    `actions` hold one row per video frame (aligned and resampled here), or, with `frame_indices`, one row
+    per 20 fps output frame already, output frame k showing video frame frame_indices[k] (IDM labels).
+
+    Raises ConversionError (unusable frame rate, lengths, corrupt or truncated video) naming the file;
+    VideoError (a ConversionError's sibling, both ValueError) when the video cannot be opened.
+    """
+    from tqdm import tqdm
+
+    video_path = Path(video_path)
+    with VideoReader(video_path) as reader:
+        n_video, fps, height, width = reader.num_frames, reader.fps, reader.height, reader.width
+    if frame_indices is None:
+        actions, frame_indices = align_to_video(actions, n_video, fps, options.max_length_mismatch, video_path)
+    elif len(frame_indices) != len(actions) or not len(frame_indices) or frame_indices.max() >= n_video:
+        raise ConversionError(f"{video_path}: {len(actions)} labelled frames for {len(frame_indices)} frame indices "
+                              f"into a video of {n_video} frames")
+    camera = label_camera(actions.env_camera, options.camera_labels)
+    keep = keep_mask(actions.env_buttons, camera, actions.env_null, options.null_filter)
+    kept = int(keep.sum())
+    if kept < max(options.min_timesteps, EMBED_START + 1):
+        return None, f"{kept} frames after null filtering, fewer than --min_timesteps {options.min_timesteps}"
+
+    embedder = StreamingEmbedder(goal_encoder, options.mineclip_batch_size, device)
+    conversion = {**dataclasses.asdict(options), "actions_format": actions.file_format, "source_fps": fps,
+                  "source_size": [height, width], "source_frames": n_video, "output_frames": len(frame_indices),
+                  "kept_frames": kept}
+    lines_for_frame: dict[int, list[int]] = {}
+    for line, frame_index in enumerate(frame_indices):
+        if keep[line]:
+            lines_for_frame.setdefault(int(frame_index), []).append(line)
+    last_frame = int(frame_indices[-1])
+    with EpisodeWriter(out_dir, source=source, conversion=conversion) as writer:
+        bar = tqdm(total=last_frame + 1, unit="frame", desc=Path(out_dir).name[:40], disable=not progress, leave=False)
+        try:
+            for index, frame in enumerate(read_video_frames(video_path, threads=decoder_threads)):
+                bar.update(1)
+                for line in lines_for_frame.get(index, ()):
+                    agent_frame, mineclip_frame = agent_and_mineclip_frames(frame, actions.gui_open[line],
+                                                                            actions.cursor_xy[line])
+                    writer.append_frame(agent_frame)
+                    embedder.add(mineclip_frame)
+                if index >= last_frame:
+                    break
+        except ValueError as e:  # VideoError: corrupt or truncated video
+            raise ConversionError(str(e)) from None
+        finally:
+            bar.close()
+        if writer.num_frames != kept:
+            raise ConversionError(f"{video_path}: decoded {writer.num_frames} of the {kept} frames the actions need")
+        writer.append_actions(actions.env_buttons[keep], camera[keep])
+        confidence = getattr(actions, "idm_confidence", None)  # idm_labelling.LabelledActions
+        if confidence is not None:
+            writer.set_idm_confidence(confidence[keep])
+        writer.set_embeds(embedder.finish())
+    return Path(out_dir), f"{kept} frames"

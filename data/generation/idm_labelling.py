@@ -32,9 +32,16 @@ from typing import Any, Hashable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from data.EpisodeStorage import FPS
-from data.generation.contractor_actions import ContractorActions
-from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, resample_indices
+from data.episode import FPS
+from data.generation.contractor_actions import IDM_FORMAT, RecordingActions
+from data.generation.episode_conversion import (
+    SOURCE_HEIGHT,
+    SOURCE_WIDTH,
+    ConversionError,
+    ConversionOptions,
+    convert_recording,
+    resample_indices,
+)
 from data.video_io import VideoReader, read_video_frames
 from MineRLConditionalAgent import resize_frame
 from toolkit_utils import cli
@@ -58,10 +65,10 @@ class IDMLabellingError(ValueError):
 
 
 @dataclasses.dataclass
-class LabelledActions(ContractorActions):
+class LabelledActions(RecordingActions):
     """Per-frame env actions predicted by the IDM, with each frame's confidence (rows follow the frames)."""
 
-    idm_confidence: np.ndarray  # (N, 22) float32, CONFIDENCE_NAMES order
+    idm_confidence: np.ndarray | None = None  # (N, 22) float32, CONFIDENCE_NAMES order
 
 
 @dataclasses.dataclass
@@ -79,8 +86,8 @@ class IDMLabels:
         """The actions the converter filters and stores; no GUI is known, so no cursor is drawn."""
         n = len(self)
         env_null = ~self.env_buttons.any(axis=1) & ~self.env_camera.any(axis=1)
-        return LabelledActions(self.env_buttons, self.env_camera, env_null, np.zeros(n, bool),
-                               np.zeros((n, 2), np.float32), self.confidence)
+        return LabelledActions(self.env_buttons, self.env_camera.astype(np.float64), env_null, np.zeros(n, bool),
+                               np.full((n, 2), np.nan), IDM_FORMAT, self.confidence)
 
 
 @dataclasses.dataclass
@@ -207,8 +214,16 @@ def _labels(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> IDMLabels
     return IDMLabels(env_buttons, env_camera, confidence.astype(np.float32))
 
 
+def idm_frame(frame: np.ndarray) -> np.ndarray:
+    """A decoded RGB frame of any size -> the IDM's input (128, 128, 3): brought to 640x360 first, like every
+    recording in step 1 (what contractor videos are, the IDM's training data), then resized as VPT's agent input."""
+    if frame.shape[:2] != (SOURCE_HEIGHT, SOURCE_WIDTH):
+        frame = resize_frame(frame, (SOURCE_HEIGHT, SOURCE_WIDTH))
+    return resize_frame(frame, IDM_FRAME_SIZE)
+
+
 def idm_input_frames(video: str | os.PathLike, frame_indices: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """The frames of a video the IDM labels, resized to 128x128 (INTER_LINEAR, as VPT's agent input).
+    """The frames of a video the IDM labels (`idm_frame`: 640x360, then 128x128, INTER_LINEAR both).
 
     `frame_indices` (ascending) picks the frames of a recording resampled to 20 fps: output k is video frame
     frame_indices[k] (a frame may repeat); None: every frame.
@@ -216,7 +231,7 @@ def idm_input_frames(video: str | os.PathLike, frame_indices: np.ndarray | None 
     frames = read_video_frames(video)
     if frame_indices is None:
         for frame in frames:
-            yield resize_frame(frame, IDM_FRAME_SIZE)
+            yield idm_frame(frame)
         return
     wanted = iter(np.asarray(frame_indices).tolist())
     target = next(wanted, None)
@@ -225,7 +240,7 @@ def idm_input_frames(video: str | os.PathLike, frame_indices: np.ndarray | None 
             return
         resized = None
         while target == index:
-            resized = resize_frame(frame, IDM_FRAME_SIZE) if resized is None else resized
+            resized = idm_frame(frame) if resized is None else resized
             yield resized
             target = next(wanted, None)
 

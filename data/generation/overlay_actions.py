@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.EpisodeStorage import FPS, EpisodeFormatError, load_episode
+from data.episode import FPS, EpisodeFormatError, load_episode
 from data.generation import idm_labelling
 from data.generation.episode_conversion import resample_indices
 from data.video_io import VideoReader, VideoWriter, read_video_frames

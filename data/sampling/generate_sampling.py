@@ -27,16 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.EpisodeStorage import (
-    EMBED_START,
-    LEGACY_LAYOUT,
-    METADATA_FILE,
-    EpisodeFormatError,
-    detect_layout,
-    find_episode_dirs,
-    is_leftover_dir,
-    validate_episode,
-)
+from data.episode import EMBED_START, METADATA_FILE, EpisodeFormatError, detect_layout, find_episode_dirs, is_leftover_dir, validate_episode
+from data.episode.format import LEGACY_LAYOUT
 from toolkit_utils import cli
 
 PROG = "generate_sampling.py"
