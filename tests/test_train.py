@@ -20,7 +20,8 @@ from training.checkpointing import frames_label
 from training_helpers import (
     REPO_ROOT,
     assert_weights_identical,
-    sampling,  # noqa: F401 - the fixture
+    sampling,  # noqa: F401 - fixtures
+    uninterrupted,  # noqa: F401
     scalars,
     text_log,
     train_argv,
@@ -31,14 +32,6 @@ from vpt_model.model_files import load_policy_weights, save_policy_weights
 
 TAGS = {"loss/train", "loss/val", "loss/val_uncond", "learning_rate", "grad_l2_norm", "processed_frames",
         "throughput/frames_per_s", "data/skipped_samples"}
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(sampling, tmp_path_factory) -> Path:
-    """8 optimizer steps without a stop: the run that stopped and resumed runs must equal bit for bit."""
-    run = tmp_path_factory.mktemp("uninterrupted")
-    assert train.main(train_argv(sampling, run, max_steps=8, save_freq=100)) == 0
-    return run / "weights" / "toy_latest.weights"
 
 
 def test_loss_falls_and_files_logs_and_exports_appear(sampling, tmp_path):

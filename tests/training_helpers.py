@@ -26,13 +26,23 @@ def train_settings(sampling_dir: Path, run: Path, **overrides) -> dict:
     settings = {
         "in_model": "tiny", "sampling": "toy", "sampling_dir": str(sampling_dir), "T": 32, "trunc_t": 8,
         "batch_size": 2, "gradient_accumulation_steps": 2, "learning_rate": 3e-3, "warmup_frames": 64,
-        "n_frames": 4096, "num_workers": 0, "log_freq": 2, "val_freq": 4, "val_freq_begin": 2,
-        "val_freq_switch_steps": 4, "save_freq": 4, "snapshot_every_n_frames": 512, "p_uncond": 0.0,
+        "n_frames": 4096, "num_workers": 0, "log_freq": 2, "val_freq": 4, "val_freq_begin": 4,
+        "val_freq_switch_steps": 0, "save_freq": 4, "snapshot_every_n_frames": 512, "p_uncond": 0.0,
         "checkpoint_dir": str(run / "ckpt"), "out_weights": str(run / "weights" / "toy.weights"),
         "log_dir": str(run / "logs"), "seed": 3, "val_every_nth": 2,
     }
     settings.update(overrides)
     return settings
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(sampling, tmp_path_factory) -> Path:
+    """`_latest.weights` after 8 optimizer steps without a stop: stopped and resumed runs must equal it bit for bit."""
+    from training import train
+
+    run = tmp_path_factory.mktemp("uninterrupted")
+    assert train.main(train_argv(sampling, run, max_steps=8, save_freq=100)) == 0
+    return run / "weights" / "toy_latest.weights"
 
 
 def train_argv(sampling_dir: Path, run: Path, **overrides) -> list[str]:
