@@ -71,6 +71,7 @@ TRAIN_ROWS = {
                                   "use weights of the --in_model architecture (tiny)"]),
     "batch larger than the data": ({"batch_size": 40}, ["--batch_size 40: x 1 processes needs more samples than the 12", "lower --batch_size"]),
     "compile value": ({"compile": "maybe"}, ["argument --compile: invalid choice: 'maybe'"]),
+    "checkpoint folder is a file": ({"checkpoint_dir": "{inputs}/tiny.weights"}, ["tiny.weights: is a file, not a folder"]),
     "everything frozen": ({"freeze": "cnn,goal,heads,lastlayer,transformer"}, ["leaves nothing to train", "--freeze cnn,transformer"]),
 }
 

@@ -268,7 +268,14 @@ def export_best(model: nn.Module, out_weights: str | os.PathLike, val_loss: floa
     atomic_write_bytes(paths["best_json"], json.dumps(info, indent=2).encode())
 
 
-def export_snapshot(model: nn.Module, out_weights: str | os.PathLike, threshold_frames: int) -> Path:
-    path = Path(f"{weights_paths(out_weights)['stem']}_snapshot_{frames_label(threshold_frames)}.weights")
-    save_policy_weights(model, path)
-    return path
+def export_snapshot_if_due(model: nn.Module, progress: TrainProgress, out_weights: str | os.PathLike,
+                           every_n_frames: int, is_main: bool, log: MetricsLogger) -> None:
+    """`<out>_snapshot_<N>.weights` when progress.frames has passed the next multiple N of `every_n_frames` (0: never)."""
+    threshold = (progress.snapshots_written + 1) * every_n_frames
+    if not every_n_frames or progress.frames < threshold:
+        return
+    if is_main:
+        path = Path(f"{weights_paths(out_weights)['stem']}_snapshot_{frames_label(threshold)}.weights")
+        save_policy_weights(model, path)
+        log.info(f"Snapshot at {progress.frames:,} frames: {path}")
+    progress.snapshots_written += 1

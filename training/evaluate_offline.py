@@ -106,7 +106,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     indices = range(0, len(dataset), args.val_every_nth)
     majority = np.bincount(np.concatenate([dataset.recorded_actions(i)[0] for i in indices])).max() / (len(indices) * args.T)
-    print(f"{args.split} set: {len(indices)} samples of {args.T} frames in windows of {args.trunc_t} ({precision}, {accelerator.device})")
+    print(f"{args.split} set: {len(indices)} samples of {args.T} frames in windows of {args.trunc_t} "
+          f"({'fp32' if precision == 'no' else precision}, {accelerator.device})")
     print(f"{'weights':60s} {'loss/val':>10s} {'val_uncond':>10s} {'NLL/frame':>10s} {'buttons acc':>12s} {'camera acc':>11s}")
     for path in args.weights:
         policy = SteveAgentPolicy(config)

@@ -37,7 +37,7 @@ from toolkit_utils import cli
 from training.checkpointing import (
     CheckpointManager,
     TrainProgress,
-    export_snapshot,
+    export_snapshot_if_due,
     save_resumable,
     weights_paths,
 )
@@ -46,7 +46,7 @@ from training.device import COMPILE_CHOICES, PRECISIONS, choose_precision
 from training.lr_schedule import learning_rate_at
 from training.metrics import MetricsLogger, TrainingMetrics, daily_log_path, hparams_markdown
 from training.optim import FREEZABLE_PARTS, apply_freeze, make_optimizer, trainable_summary
-from training.optimizer_step import BCStepper
+from training.optimizer_step import BCStepper, StepResult
 from training.run_identity import changed_settings, identity_hash, run_identity
 from training.run_lock import RunLock, RunLockHeld
 from training.run_start import OTHER_DIR_FIX, finished_message, plan_start, prepare_folder
@@ -129,6 +129,9 @@ def check_settings(args: argparse.Namespace) -> PolicyConfig:
         cli.refuse("--max_steps", args.max_steps, f"does not end where a batch ends (every {stride} optimizer steps with "
                    f"--T {args.T}, --trunc_t {args.trunc_t}, --gradient_accumulation_steps {args.gradient_accumulation_steps})",
                    f"use a multiple of {stride}, e.g. {args.max_steps + stride - args.max_steps % stride}")
+    for setting, folder in (("--checkpoint_dir", args.checkpoint_dir), ("--log_dir", args.log_dir)):
+        if Path(folder).exists() and not Path(folder).is_dir():
+            cli.refuse(setting, folder, "is a file, not a folder", "pass a folder (it is created when missing)")
     check_sampling(args.sampling_dir, args.sampling)
     return check_policy_files(args.in_model, [args.in_weights] if args.in_weights else [], GOAL_LAYER_KEYS)
 
@@ -180,9 +183,18 @@ def validation_due(step: int, args: argparse.Namespace) -> bool:
     return step % freq == 0
 
 
-def too_many_bad_samples(progress: TrainProgress, fraction: float, samples_per_epoch: int) -> bool:
-    """More than `fraction` of the samples read so far failed (counted against at least one epoch)."""
-    return progress.samples_skipped > fraction * max(progress.samples_read, samples_per_epoch)
+def stop_reason(result: StepResult, progress: TrainProgress, args: argparse.Namespace, samples_per_epoch: int) -> str | None:
+    """Why the run must stop after this step, or None: a non-finite loss, or more than --max_bad_sample_fraction of
+    the samples read so far (counted against at least one epoch) could not be read."""
+    if not math.isfinite(result.loss):
+        return (f"Loss is {result.loss} at step {progress.step + 1}: stopping without saving. The last good checkpoint "
+                f"is in {args.checkpoint_dir}. Lower --learning_rate or check the data (python data/diagnose_dataset.py).")
+    if progress.samples_skipped > args.max_bad_sample_fraction * max(progress.samples_read, samples_per_epoch):
+        return (f"{progress.samples_skipped} of {progress.samples_read} training samples could not be read (more than "
+                f"--max_bad_sample_fraction {args.max_bad_sample_fraction}): stopping without saving. Check the episodes "
+                f"named above (python data/EpisodeStorage.py --validate <episode>), fix or remove them from the sampling, "
+                f"then run the same command again.")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,14 +285,9 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                 log.info(f"Training sample skipped (unreadable): {line}")
             progress.samples_read += result.samples_read
             progress.samples_skipped += len(result.skipped)
-            if not math.isfinite(result.loss):
-                return stop(log, bar, f"Loss is {result.loss} at step {progress.step + 1}: stopping without saving. The last good "
-                            f"checkpoint is in {checkpoint_dir}. Lower --learning_rate or check the data (python data/diagnose_dataset.py).")
-            if too_many_bad_samples(progress, args.max_bad_sample_fraction, len(train_set)):
-                return stop(log, bar, f"{progress.samples_skipped} of {progress.samples_read} training samples could not be read "
-                            f"(more than --max_bad_sample_fraction {args.max_bad_sample_fraction}): stopping without saving. Check "
-                            f"the episodes named above (python data/EpisodeStorage.py --validate <episode>), fix or remove them "
-                            f"from the sampling, then run the same command again.")
+            problem = stop_reason(result, progress, args, len(train_set))
+            if problem:
+                return stop(log, bar, problem)
             progress.step += 1
             progress.frames += frames_per_step
             interval.add_step(result.loss)
@@ -292,11 +299,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                 bar.set_postfix(loss=f"{metrics['loss/train']:.4g}", lr=f"{lr:.2e}")
             if validation_due(progress.step, args) or progress.step == start.stop_step:
                 validate_and_keep_best(policy, val_set, args, accelerator, log, progress)
-            if args.snapshot_every_n_frames and progress.frames >= (progress.snapshots_written + 1) * args.snapshot_every_n_frames:
-                threshold = (progress.snapshots_written + 1) * args.snapshot_every_n_frames
-                if is_main:
-                    log.info(f"Snapshot at {progress.frames:,} frames: {export_snapshot(policy, args.out_weights, threshold)}")
-                progress.snapshots_written += 1
+            export_snapshot_if_due(policy, progress, args.out_weights, args.snapshot_every_n_frames, is_main, log)
             save_due |= progress.step % args.save_freq == 0
             # A checkpoint where a batch ends, with no pending gradient, resumes exactly; the last one ends the run.
             if (save_due and result.batch_ended) or progress.step == start.stop_step:
