@@ -7,7 +7,7 @@
 # count optimizer steps of 64 x 12 x 4 = 3,072 frames (one GPU). The values below keep the original's cadence in
 # frames: validation every 76,800 frames for the first 384,000, then every 768,000 (~130 validations over 100M
 # frames), a checkpoint every 768,000 frames, metrics every 76,800. With NUM_PROCESSES GPUs a step holds that
-# many times more frames: divide the four step counts by NUM_PROCESSES to keep the same cadence.
+# many times more frames: divide the step counts below by NUM_PROCESSES to keep the same cadence.
 set -euo pipefail
 
 export SAMPLING_NAME=${SAMPLING_NAME:-neurips}

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +88,16 @@ def test_another_run_in_the_same_folder_is_refused_before_any_work(sampling, fin
     # settings that do not change the run are fine: a higher --max_steps than the budget, other workers
     assert train.main(finished_argv(sampling, finished, num_workers=1, max_steps=4)) == 0
     assert "finished" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_an_earlier_toolkit_version_is_refused_not_resumed_blindly(sampling, tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    old = {"model": {}, "optimizer": {}, "rng": {}, "config": "{}",
+           "progress": {"step": 16, "micro_step": 32, "frames": 512, "epoch": 0, "samples_in_epoch": 32}}
+    torch.save(old, tmp_path / "ckpt" / "ckpt_step000000016.pt")
+    err = refusal(capsys, train_argv(sampling, tmp_path, max_steps=2, check_only=True))
+    assert "holds ckpt_step000000016.pt, written by an earlier toolkit version that did not record its run" in err
+    assert "add --fresh to start over" in err
 
 
 def test_fresh_moves_everything_of_the_previous_run_aside(sampling, tmp_path):

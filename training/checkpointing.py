@@ -110,7 +110,7 @@ class CheckpointManager:
         return sorted((p for p in self.directory.iterdir() if CHECKPOINT_PATTERN.match(p.name)), key=step_of)
 
     @staticmethod
-    def describe(path: Path) -> Checkpoint:
+    def load_summary(path: Path) -> Checkpoint:
         """Read a checkpoint's progress, identity and settings without loading its tensors (memory-mapped).
 
         Raises whatever torch.load raises for a torn or foreign file. A checkpoint of an earlier toolkit
@@ -126,7 +126,7 @@ class CheckpointManager:
         unreadable = []
         for path in reversed(self.checkpoints()):
             try:
-                return self.describe(path), unreadable
+                return self.load_summary(path), unreadable
             except Exception:  # torn by a crash or an interrupted copy, truncated, not ours: never resumed from
                 unreadable.append(path)
         return None, unreadable
@@ -153,7 +153,7 @@ class CheckpointManager:
         notes, kept = [], 0
         for path in reversed(self.checkpoints()):
             try:
-                self.describe(path)
+                self.load_summary(path)
             except Exception:
                 notes.append(f"{path} does not load: moved to {self.move_aside([path])}")
                 continue
