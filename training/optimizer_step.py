@@ -61,7 +61,7 @@ class BCStepper:
         return self.windows.pop(0)
 
     def step(self, learning_rate: float) -> StepResult:
-        """Accumulate the next windows, clip and step. A non-finite loss leaves the weights untouched."""
+        """Accumulate the next windows, clip and step. A non-finite loss or gradient leaves the weights untouched."""
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         losses, skipped, drawn_before = [], [], self.batches_drawn
@@ -79,7 +79,7 @@ class BCStepper:
                              torch.tensor(float(len(skipped)), device=losses[0].device)])
         loss_sum, norm_sum, n_skipped = self.accelerator.reduce(stats, reduction="sum").tolist()  # one GPU sync per step
         world = self.accelerator.num_processes
-        if math.isfinite(loss_sum):  # otherwise stop before a NaN reaches the weights
+        if math.isfinite(loss_sum) and math.isfinite(norm_sum):  # otherwise stop before a NaN reaches the weights
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if n_skipped and world > 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from toolkit_utils import cli
 from training.checkpointing import (
@@ -22,7 +22,7 @@ from training.checkpointing import (
     weights_paths,
 )
 from training.run_identity import identity_differences
-from training.run_lock import lock_holder
+from training.run_lock import RunLock, RunLockHeld, lock_holder
 
 OTHER_DIR_FIX = "choose another --checkpoint_dir (CHECKPOINT_DIR in the scripts)"
 
@@ -47,8 +47,7 @@ def plan_start(checkpoint_dir: str | os.PathLike, identity: dict[str, Any], fres
     checkpoint_dir = Path(checkpoint_dir)
     holder = lock_holder(checkpoint_dir) if check_lock else None
     if holder:
-        cli.refuse("--checkpoint_dir", checkpoint_dir, f"is in use by another run: {holder}",
-                   f"wait until it ends, or {OTHER_DIR_FIX}")
+        refuse_locked(checkpoint_dir, holder)
     stop_step = min(total_steps, max_steps or total_steps)
     if fresh:
         return RunStart(None, [], stop_step, total_steps)
@@ -60,9 +59,23 @@ def plan_start(checkpoint_dir: str | os.PathLike, identity: dict[str, Any], fres
             differences = identity_differences(checkpoint.identity, identity)
             problem = f"holds another run ({'; '.join(differences)})" if differences else ""
         if problem:
-            cli.refuse("--checkpoint_dir", checkpoint_dir, problem,
-                       f"add --fresh to start over (the old run moves to {checkpoint_dir}/previous_<time>/), or {OTHER_DIR_FIX}")
+            cli.refuse("--checkpoint_dir", checkpoint_dir, problem, f"add --fresh to start over (the old run moves to "
+                       f"{checkpoint_dir}/previous_<time>/), or {OTHER_DIR_FIX}")
     return RunStart(checkpoint, unreadable, stop_step, total_steps)
+
+
+def refuse_locked(checkpoint_dir: str | os.PathLike, holder: str) -> NoReturn:
+    """The one-line refusal for a folder that another live run holds."""
+    cli.refuse("--checkpoint_dir", checkpoint_dir, f"is in use by another run: {holder}", f"wait until it ends, or {OTHER_DIR_FIX}")
+
+
+def take_lock(lock: RunLock, checkpoint_dir: str | os.PathLike) -> list[str]:
+    """Acquire the folder's lock for this run (refused when a live run has it); log lines about a dead holder."""
+    try:
+        dead_holder = lock.acquire()
+    except RunLockHeld as holder:
+        refuse_locked(checkpoint_dir, str(holder))
+    return [f"The lock of {dead_holder} (no longer running) was taken over"] if dead_holder else []
 
 
 def finished_message(start: RunStart, out_weights: str) -> str:

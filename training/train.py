@@ -48,8 +48,8 @@ from training.metrics import MetricsLogger, TrainingMetrics, daily_log_path, hpa
 from training.optim import FREEZABLE_PARTS, apply_freeze, make_optimizer, trainable_summary
 from training.optimizer_step import BCStepper, StepResult
 from training.run_identity import changed_settings, identity_hash, run_identity
-from training.run_lock import RunLock, RunLockHeld
-from training.run_start import OTHER_DIR_FIX, finished_message, plan_start, prepare_folder
+from training.run_lock import RunLock
+from training.run_start import finished_message, plan_start, prepare_folder, take_lock
 from training.validation import validate_and_keep_best
 from vpt_model.config import PolicyConfig
 from vpt_model.model_files import load_policy_weights
@@ -184,11 +184,12 @@ def validation_due(step: int, args: argparse.Namespace) -> bool:
 
 
 def stop_reason(result: StepResult, progress: TrainProgress, args: argparse.Namespace, samples_per_epoch: int) -> str | None:
-    """Why the run must stop after this step, or None: a non-finite loss, or more than --max_bad_sample_fraction of
-    the samples read so far (counted against at least one epoch) could not be read."""
-    if not math.isfinite(result.loss):
-        return (f"Loss is {result.loss} at step {progress.step + 1}: stopping without saving. The last good checkpoint "
-                f"is in {args.checkpoint_dir}. Lower --learning_rate or check the data (python data/diagnose_dataset.py).")
+    """Why the run must stop after this step, or None: a non-finite loss or gradient, or more than
+    --max_bad_sample_fraction of the samples read so far (counted against at least one epoch) could not be read."""
+    if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
+        what = f"Loss is {result.loss}" if not math.isfinite(result.loss) else f"The gradient norm is {result.grad_norm}"
+        return (f"{what} at step {progress.step + 1}: stopping without saving. The last good checkpoint is in "
+                f"{args.checkpoint_dir}. Lower --learning_rate or check the data (python data/diagnose_dataset.py).")
     if progress.samples_skipped > args.max_bad_sample_fraction * max(progress.samples_read, samples_per_epoch):
         return (f"{progress.samples_skipped} of {progress.samples_read} training samples could not be read (more than "
                 f"--max_bad_sample_fraction {args.max_bad_sample_fraction}): stopping without saving. Check the episodes "
@@ -223,14 +224,11 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     precision, compile_policy, precision_note = choose_precision(args.mixed_precision, args.compile, args.cpu)
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=precision)
     is_main = accelerator.is_main_process
-    lock = RunLock(args.checkpoint_dir)
+    lock, folder_notes = RunLock(args.checkpoint_dir), []
     if is_main:
-        try:
-            taken_over = lock.acquire()
-        except RunLockHeld as holder:
-            cli.refuse("--checkpoint_dir", args.checkpoint_dir, f"is in use by another run: {holder}", f"wait until it ends, or {OTHER_DIR_FIX}")
-        start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps, check_lock=False)  # under the lock
-        folder_notes = prepare_folder(start, args.checkpoint_dir, args.out_weights)
+        folder_notes = take_lock(lock, args.checkpoint_dir)
+        start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps, check_lock=False)
+        folder_notes += prepare_folder(start, args.checkpoint_dir, args.out_weights)  # under the lock
     accelerator.wait_for_everyone()
     checkpoint_dir = Path(args.checkpoint_dir)
     config = {**vars(args), "processes": world, "device": str(accelerator.device), "mixed_precision": precision,
@@ -240,9 +238,8 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                         purge_step=None if resumed_at is None else resumed_at + 1)
     try:
         log.run_started(command, identity_hash(identity))
-        if is_main:
-            for note in ([f"The lock of {taken_over} (no longer running) was taken over"] if taken_over else []) + folder_notes:
-                log.info(note)
+        for note in folder_notes:
+            log.info(note)
         if precision_note:
             log.info(precision_note)
         log.info("Settings:\n" + "\n".join(f"  {k}: {v}" for k, v in sorted(config.items())))
@@ -275,7 +272,8 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         # ---- The loop: one optimizer step at a time until the budget (or --max_steps).
         model.train()
         interval = TrainingMetrics(progress.frames)
-        bar = tqdm(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main, dynamic_ncols=True)
+        bar = tqdm(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main,
+                   dynamic_ncols=True)
         save_due = False
         while progress.step < start.stop_step:
             lr = learning_rate_at(progress.frames + frames_per_step - frames_per_window, args.learning_rate,
@@ -313,7 +311,8 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         log.info(f"Done: step {progress.step}, {progress.frames:,} frames. Weights: {paths['latest']} (latest), "
                  f"{paths['best']} (best val loss {progress.best_val_loss:.6g} at step {progress.best_val_step}). "
                  f"TensorBoard: tensorboard --logdir {checkpoint_dir / 'logs'}")
-        log.run_ended(f"finished at step {progress.step}" if progress.step >= total_steps else f"stopped at --max_steps {progress.step}")
+        log.run_ended(f"finished at step {progress.step}" if progress.step >= total_steps
+                      else f"stopped at --max_steps {progress.step}")
         accelerator.end_training()
         return 0
     except BaseException as error:
