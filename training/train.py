@@ -35,6 +35,7 @@ from data.sample_order import ShardedEpochSampler
 from embed_conditioned_policy import GOAL_LAYER_KEYS, SteveAgentPolicy
 from toolkit_utils import cli
 from training.checkpointing import (
+    TENSORBOARD_DIR,
     CheckpointManager,
     TrainProgress,
     export_snapshot_if_due,
@@ -234,7 +235,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     config = {**vars(args), "processes": world, "device": str(accelerator.device), "mixed_precision": precision,
               "compile": compile_policy, "frames_per_optimizer_step": frames_per_step, "optimizer_steps_total": total_steps}
     resumed_at = start.resume.progress.step if start.resume else None
-    log = MetricsLogger(checkpoint_dir / "logs", daily_log_path(args.log_dir), enabled=is_main,
+    log = MetricsLogger(checkpoint_dir / TENSORBOARD_DIR, daily_log_path(args.log_dir), enabled=is_main,
                         purge_step=None if resumed_at is None else resumed_at + 1)
     try:
         log.run_started(command, identity_hash(identity))
@@ -260,9 +261,10 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                                       progress.epoch, progress.samples_in_epoch)
         loader = DataLoader(SkippingBadSamples(train_set), batch_sampler=sampler, num_workers=args.num_workers,
                             pin_memory=accelerator.device.type == "cuda", persistent_workers=args.num_workers > 0)
-        log.info(f"Data: {len(train_set):,} training samples ({train_set.total_frames:,} frames) from {len(train_set.episode_dirs)} "
-                 f"episodes, {len(val_set):,} validation samples from {len(val_set.episode_dirs)} episodes; "
-                 f"{sampler.batches_per_epoch:,} batches per epoch. TensorBoard: tensorboard --logdir {checkpoint_dir / 'logs'}")
+        log.info(f"Data: {len(train_set):,} training samples ({train_set.total_frames:,} frames) from "
+                 f"{len(train_set.episode_dirs)} episodes, {len(val_set):,} validation samples from "
+                 f"{len(val_set.episode_dirs)} episodes; {sampler.batches_per_epoch:,} batches per epoch. "
+                 f"TensorBoard: tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
         stepper = BCStepper(model, policy, optimizer, accelerator, loader, sampler.global_batch_size, args.trunc_t,
                             args.gradient_accumulation_steps, args.max_grad_norm)
         checkpoints = CheckpointManager(checkpoint_dir)
@@ -310,7 +312,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         paths = weights_paths(args.out_weights)
         log.info(f"Done: step {progress.step}, {progress.frames:,} frames. Weights: {paths['latest']} (latest), "
                  f"{paths['best']} (best val loss {progress.best_val_loss:.6g} at step {progress.best_val_step}). "
-                 f"TensorBoard: tensorboard --logdir {checkpoint_dir / 'logs'}")
+                 f"TensorBoard: tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
         log.run_ended(f"finished at step {progress.step}" if progress.step >= total_steps
                       else f"stopped at --max_steps {progress.step}")
         accelerator.end_training()
