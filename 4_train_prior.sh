@@ -24,7 +24,7 @@ N_VALIDATION=${N_VALIDATION:-200}
 BETA=${BETA:-1.0}
 # Seed of the train/val split, initialisation and noise
 SEED=${SEED:-0}
-# TensorBoard directory (view with: tensorboard --logdir logs/prior)
+# TensorBoard directory, which also gets the text log train_prior.log (view with: .venv/bin/tensorboard --logdir logs/prior)
 LOG_DIR=${LOG_DIR:-logs/prior/run_$(date +%Y%m%d-%H%M%S)}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}

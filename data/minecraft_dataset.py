@@ -12,20 +12,31 @@ from [min_btwn_goals, max_btwn_goals); a goal closer than min_btwn_goals to the 
 frame. Frame t is conditioned on the embedding of the first goal frame g >= t. The original used g >= t - 1
 (it moved on to the next goal one frame late, so the frame after a goal still asked for the goal just
 reached); we fix that off-by-one.
+
+Validation goals depend only on the validation episodes (each sample's episode name and start frame), not
+on --seed or the list order, so `loss/val` of two runs, and of training/evaluate_offline.py, measure the
+same thing.
+
+A sample that cannot be read mid-run (a truncated or corrupt frames.mp4, a file gone) is skipped, not fatal:
+`SkippingBadSamples` returns it blank and marked invalid with a line naming the episode; the loss leaves
+it out and training counts it.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections import OrderedDict
 from typing import Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.episode import EMBED_START, load_episode
+from data.episode import EMBED_DIM, EMBED_START, FRAME_SIZE, load_episode
 
 DEFAULT_EPISODE_CACHE = 32  # open episodes kept per worker (actions in memory, embeddings memory-mapped)
+VALIDATION_GOAL_SEED = 1_000_003  # with the episode name and start frame: validation goals, the same in every run
+SAMPLE_READ_ERRORS = (OSError, ValueError, EOFError)  # a broken or vanished episode file (VideoError is a ValueError)
 
 
 def sample_goal_frames(num_frames: int, min_btwn_goals: int, max_btwn_goals: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,6 +62,11 @@ def chunk_starts(num_frames: int, T: int) -> list[int]:
     for start in range(EMBED_START, num_frames, T):
         starts.append(min(start, num_frames - T))
     return sorted(set(starts))
+
+
+def _index(key: int | tuple[int, int]) -> int:
+    """The sample index of a dataset key: an index, or (epoch, index)."""
+    return key[1] if isinstance(key, tuple) else key
 
 
 def read_sampling_file(path: str | os.PathLike) -> list[str]:
@@ -103,7 +119,7 @@ class MinecraftDataset(Dataset):
         self.min_btwn_goals = min_btwn_goals
         self.max_btwn_goals = max_btwn_goals
         self.p_uncond = p_uncond if train else 0.0  # validation: every sample conditioned, comparable across runs
-        self.seed = seed
+        self.seed = seed  # training randomness only: validation goals come from the episodes themselves
         self.train = train
         self.augment = ColorJitter() if (augment and train) else None
         self.trust_legacy_pickle = trust_legacy_pickle
@@ -161,12 +177,40 @@ class MinecraftDataset(Dataset):
         if self.train:
             epoch, index = key if isinstance(key, tuple) else (0, key)
             return np.random.default_rng([self.seed, epoch, index])
-        index = key[1] if isinstance(key, tuple) else key
-        return np.random.default_rng([self.seed, 1_000_003, index])  # validation: fixed per sample, any epoch
+        # Validation: fixed per sample whatever the seed, the epoch or the other episodes of the list.
+        episode_index, start = self.samples[_index(key)]
+        name = os.path.basename(os.path.normpath(self.episode_dirs[episode_index]))
+        return np.random.default_rng([VALIDATION_GOAL_SEED, zlib.crc32(name.encode()), start])
+
+    def sample_label(self, key: int | tuple[int, int]) -> str:
+        """'<episode dir> frames a..b' for messages about a sample."""
+        episode_index, start = self.samples[_index(key)]
+        return f"{self.episode_dirs[episode_index]} frames {start}..{start + self.T - 1}"
+
+    def forget_episode(self, key: int | tuple[int, int]) -> None:
+        """Drop a sample's episode from the cache (after a read error, so a later read starts afresh)."""
+        episode = self._cache.pop(self.samples[_index(key)][0], None)
+        if episode is not None:
+            episode.close()
+
+    def recorded_actions(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sample's joint button and camera indices, (T,) each, without decoding its frames."""
+        episode_index, start = self.samples[index]
+        episode = self._episode(episode_index)
+        return (np.asarray(episode.agent_buttons[start:start + self.T], dtype=np.int64),
+                np.asarray(episode.agent_camera[start:start + self.T], dtype=np.int64))
+
+    def blank_sample(self) -> dict[str, np.ndarray]:
+        """A sample of the right shapes and dtypes with nothing in it (stands in for one that failed)."""
+        firsts = np.zeros(self.T, dtype=bool)
+        firsts[0] = True
+        return {"img": np.zeros((self.T, FRAME_SIZE, FRAME_SIZE, 3), np.uint8),
+                "mineclip_embed": np.zeros((self.T, EMBED_DIM), np.float32),
+                "buttons": np.zeros(self.T, np.int64), "camera": np.zeros(self.T, np.int64), "firsts": firsts}
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, np.ndarray]:
         """key: a sample index, or (epoch, index) so training randomness differs per epoch and resumes exactly."""
-        index = key[1] if isinstance(key, tuple) else key
+        index = _index(key)
         episode_index, start = self.samples[index]
         episode = self._episode(episode_index)
         stop = start + self.T
@@ -179,12 +223,30 @@ class MinecraftDataset(Dataset):
         frames = episode.read_frames(start, stop)
         if self.augment is not None:
             frames = self.augment(frames, rng)
+        buttons, camera = self.recorded_actions(index)
         firsts = np.zeros(self.T, dtype=bool)
         firsts[0] = True
-        return {
-            "img": frames,
-            "mineclip_embed": embeds,
-            "buttons": np.asarray(episode.agent_buttons[start:stop], dtype=np.int64),
-            "camera": np.asarray(episode.agent_camera[start:stop], dtype=np.int64),
-            "firsts": firsts,
-        }
+        return {"img": frames, "mineclip_embed": embeds, "buttons": buttons, "camera": camera, "firsts": firsts}
+
+
+class SkippingBadSamples(Dataset):
+    """A MinecraftDataset whose unreadable samples come back blank, marked, and named instead of raising.
+
+    Every item gets `valid` (bool) and `error` ('' or one line naming the episode, its frames and the
+    reason); the default collate turns them into a (B,) bool tensor and a list of B strings.
+    """
+
+    def __init__(self, dataset: MinecraftDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        try:
+            return {**self.dataset[key], "valid": True, "error": ""}
+        except SAMPLE_READ_ERRORS as error:
+            self.dataset.forget_episode(key)
+            reason = " ".join(str(error).split()) or type(error).__name__
+            return {**self.dataset.blank_sample(), "valid": False,
+                    "error": f"{self.dataset.sample_label(key)}: {type(error).__name__}: {reason}"}

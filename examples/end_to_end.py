@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== evaluating on the validation episodes (no Minecraft needed)", flush=True)
     best = out_weights.with_name("demo_best.weights")
     evaluate_main(["--in_model", "tiny", "--weights", str(init), str(best), "--sampling", "demo",
-                   "--sampling_dir", str(samplings), "--T", str(T), "--device", "cpu",
+                   "--sampling_dir", str(samplings), "--T", str(T), "--trunc_t", "8", "--cpu",
                    "--tensorboard_dir", str(checkpoint_dir / "logs"), "--plot_dir", str(work)])
 
     print(f"\nDone in {time.time() - started:.0f}s. Everything is under {work}:")

@@ -4,7 +4,8 @@ Reproduces the original train_vae.py: AdamW, batch 256, lr 1e-4, 50 epochs, beta
 (summed over the batch) + MSE (mean), best-on-validation weights saved as a plain state dict (the
 steve1_prior.pt format). Differences on purpose: a seeded split and a seeded validation noise (the
 original's validation loss was random), fp32 instead of fp16 autocast, TensorBoard logging, a NaN stop,
-atomic checkpoint writes, and a pickle-free dataset format.
+atomic checkpoint writes, and a pickle-free dataset format. When fine-tuning (--in_weights), the input
+prior is the best until an epoch beats its validation loss, so the output is never worse than the input.
 
     python prior_model/train_prior.py --data_path data/prior_dataset/data.npz
     python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
@@ -22,7 +23,6 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from prior_model.prior import GoalPrior, PriorConfig, load_prior, save_prior
@@ -34,16 +34,21 @@ from prior_model.prior_dataset import (
     save_npz_pairs,
     split_indices,
 )
+from toolkit_utils import cli
+from toolkit_utils.state_dicts import StateDictMismatchError
+from training.metrics import MetricsLogger, hparams_markdown
 
+PROGRAM = "prior_model/train_prior.py"
 DEFAULT_DATA_PATH = "data/prior_dataset/data.npz"
 DEFAULT_OUTPUT_PATH = "data/weights/steve1/steve1_prior_finetuned.pt"  # never the user's steve1_prior.pt
 DEFAULT_LOG_ROOT = "logs/prior"
+TEXT_LOG_NAME = "train_prior.log"  # beside the TensorBoard events of the run
 VAL_NOISE_SEED_OFFSET = 1  # validation draws its own fixed noise, independent of the training stream
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cli.ArgumentParser:
     """Command-line arguments; names follow the original train_vae.py where it had one."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     p.add_argument("--data_path", default=DEFAULT_DATA_PATH,
                    help="pairs to train on: our .npz (text_embeds, visual_embeds [N,512] float32, optional texts) "
                         "or the original data.pkl (needs --trust_pickle)")
@@ -57,20 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the best-on-validation prior is written, as a plain state dict like steve1_prior.pt")
     p.add_argument("--in_weights", default=None,
                    help="start from this prior (e.g. data/weights/steve1/steve1_prior.pt); its sizes override "
-                        "--hidden_dim/--latent_dim. Default: train from scratch, as the original did")
-    p.add_argument("--hidden_dim", type=int, default=512, help="width of the prior's hidden layers (STEVE-1: 512)")
-    p.add_argument("--latent_dim", type=int, default=512, help="size of the latent z (STEVE-1: 512)")
-    p.add_argument("--batch_size", type=int, default=256, help="pairs per optimizer step")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (constant, as in the original)")
-    p.add_argument("--weight_decay", type=float, default=0.01,
+                        "--hidden_dim/--latent_dim, and it stays the best until an epoch beats it on validation. "
+                        "Default: train from scratch, as the original did")
+    p.add_argument("--hidden_dim", type=cli.int_range(1), default=512, help="width of the prior's hidden layers (STEVE-1: 512)")
+    p.add_argument("--latent_dim", type=cli.int_range(1), default=512, help="size of the latent z (STEVE-1: 512)")
+    p.add_argument("--batch_size", type=cli.int_range(1), default=256, help="pairs per optimizer step")
+    p.add_argument("--lr", type=cli.positive_float, default=1e-4, help="AdamW learning rate (constant, as in the original)")
+    p.add_argument("--weight_decay", type=cli.non_negative_float, default=0.01,
                    help="AdamW weight decay (0.01 is torch's default, which the original used)")
-    p.add_argument("--n_validation", type=int, default=200, help="pairs held out for validation")
-    p.add_argument("--n_epochs", type=int, default=50, help="passes over the training pairs")
-    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term in the loss")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split, the initialisation and the noise")
+    p.add_argument("--n_validation", type=cli.int_range(1), default=200, help="pairs held out for validation")
+    p.add_argument("--n_epochs", type=cli.int_range(1), default=50, help="passes over the training pairs")
+    p.add_argument("--beta", type=cli.non_negative_float, default=1.0, help="weight of the KL term in the loss")
+    p.add_argument("--seed", type=cli.int_range(0), default=0, help="seed of the train/val split, the initialisation and the noise")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1...")
     p.add_argument("--log_dir", default=None,
-                   help=f"TensorBoard directory (default: {DEFAULT_LOG_ROOT}/run_<YYYYmmdd-HHMMSS>)")
+                   help=f"TensorBoard directory, also holding the text log {TEXT_LOG_NAME} "
+                        f"(default: {DEFAULT_LOG_ROOT}/run_<YYYYmmdd-HHMMSS>)")
     return p
 
 
@@ -79,13 +86,13 @@ class TrainResult:
     """What a finished run produced."""
 
     best_val_loss: float
-    best_epoch: int
+    best_epoch: int  # -1: no epoch beat the starting prior (--in_weights), which was kept
     output_path: Path
     log_dir: Path
 
 
 def fail(message: str) -> NoReturn:
-    """Stop with a message that says what to do (exit status 1)."""
+    """Stop a run that went wrong after it started (exit status 1), with a message that says what to do."""
     raise SystemExit(f"error: {message}")
 
 
@@ -93,32 +100,38 @@ def resolve_device(name: str) -> torch.device:
     """The torch device for --device, checked before any work starts."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        cli.refuse("--device", name, "is not a torch device", "use auto, cpu, cuda or cuda:<index>")
     if device.type == "cuda" and not torch.cuda.is_available():
-        fail(f"--device {name} was asked for but CUDA is not available; use --device cpu")
+        cli.refuse("--device", name, "CUDA is not available on this machine", "use --device cpu (or auto)")
     return device
 
 
 def read_dataset(args: argparse.Namespace) -> PriorPairs:
-    """Load --data_path, turning the known failures into messages that name the fix."""
+    """Load --data_path, turning the known problems into one-line refusals that name the fix."""
     path = Path(args.data_path)
     if not path.exists():
-        hint = ""
         pkl = path.with_suffix(".pkl")
+        fix = "download_weights.sh puts the original data.pkl in data/prior_dataset/"
         if not is_pickle_path(path) and pkl.exists():
-            hint = (f"; the original {pkl} is there: convert it once with "
-                    f"`python prior_model/train_prior.py --data_path {pkl} --trust_pickle --convert_only`")
-        fail(f"--data_path {path} does not exist{hint}")
+            fix = (f"the original {pkl} is there: convert it once with "
+                   f"python prior_model/train_prior.py --data_path {pkl} --trust_pickle --convert_only")
+        cli.refuse("--data_path", path, "not found", fix)
     try:
         pairs = load_pairs(path, trust_pickle=args.trust_pickle)
-    except UntrustedPickleError as e:
-        fail(str(e))
-    except ValueError as e:
-        fail(f"cannot read {path}: {e}")
+    except UntrustedPickleError:
+        cli.refuse("--data_path", path, "is a Python pickle (the original data.pkl); loading one can run arbitrary code",
+                   "add --trust_pickle if it comes from a source you trust, best with --convert_only to write a "
+                   "pickle-free .npz once and train from that")
+    except (ValueError, OSError) as e:
+        cli.refuse("--data_path", path, f"cannot be read ({' '.join(str(e).split())})",
+                   "pass an .npz with text_embeds and visual_embeds, or the original data.pkl with --trust_pickle")
     bad = ~(np.isfinite(pairs.text_embeds).all(1) & np.isfinite(pairs.visual_embeds).all(1))
     if bad.any():
-        fail(f"{path} has non-finite embeddings in {int(bad.sum())} pairs (first: row {int(np.argmax(bad))}); "
-             "remove them before training")
+        cli.refuse("--data_path", path, f"has non-finite embeddings in {int(bad.sum())} pairs (first: row {int(np.argmax(bad))})",
+                   "remove them before training")
     return pairs
 
 
@@ -139,31 +152,32 @@ def evaluate(model: GoalPrior, text: torch.Tensor, visual: torch.Tensor, batch_s
     return float(total), float(recon), float(kl)
 
 
+def load_start(args: argparse.Namespace, embed_dim: int) -> GoalPrior:
+    """The prior to train: --in_weights (checked) or a fresh one of the given sizes."""
+    if not args.in_weights:
+        return GoalPrior(PriorConfig(embed_dim=embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim))
+    cli.existing_file("--in_weights", args.in_weights, "download_weights.sh puts steve1_prior.pt in data/weights/steve1/")
+    try:
+        model = load_prior(args.in_weights, device="cpu")
+    except (StateDictMismatchError, ValueError) as e:
+        cli.refuse("--in_weights", args.in_weights, " ".join(str(e).split()), "pass a prior state dict like steve1_prior.pt")
+    if model.config.embed_dim != embed_dim:
+        cli.refuse("--in_weights", args.in_weights, f"has embed_dim {model.config.embed_dim} but the dataset's embeddings "
+                   f"have {embed_dim}", "use a prior trained on embeddings of the same size")
+    return model
+
+
 def train(args: argparse.Namespace) -> TrainResult:
-    """Run the whole training; every check that can fail runs before the first step."""
-    for name in ("batch_size", "n_epochs", "hidden_dim", "latent_dim"):
-        if getattr(args, name) <= 0:
-            fail(f"--{name} must be positive, got {getattr(args, name)}")
-    if args.lr <= 0 or args.beta < 0:
-        fail(f"--lr must be > 0 and --beta >= 0 (got {args.lr}, {args.beta})")
+    """Run the whole training; every check that can fail runs before anything is written."""
     device = resolve_device(args.device)
     pairs = read_dataset(args)
     try:
         train_idx, val_idx = split_indices(len(pairs), args.n_validation, args.seed)
-    except ValueError as e:
-        fail(str(e))
-
+    except ValueError:
+        cli.refuse("--n_validation", args.n_validation, f"must be between 1 and {len(pairs) - 1} for the {len(pairs)} pairs "
+                   f"of {args.data_path}", "lower --n_validation")
     torch.manual_seed(args.seed)
-    if args.in_weights:
-        try:
-            model = load_prior(args.in_weights, device="cpu")
-        except (ValueError, FileNotFoundError) as e:  # unreadable file or keys that do not fit
-            fail(f"--in_weights: {e}")
-        if model.config.embed_dim != pairs.embed_dim:
-            fail(f"--in_weights has embed_dim {model.config.embed_dim} but the dataset's embeddings have {pairs.embed_dim}")
-    else:
-        model = GoalPrior(PriorConfig(embed_dim=pairs.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim))
-    model = model.to(device).train()
+    model = load_start(args, pairs.embed_dim).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
     text_all = torch.from_numpy(pairs.text_embeds)
@@ -177,54 +191,62 @@ def train(args: argparse.Namespace) -> TrainResult:
     settings = {**vars(args), "device": str(device), "log_dir": str(log_dir), "model_config": str(model.config),
                 "n_pairs": len(pairs), "n_train": len(train_idx), "n_val": len(val_idx),
                 "steps_per_epoch": steps_per_epoch, "total_steps": steps_per_epoch * args.n_epochs}
-    print("Prior training settings:")
-    for key, value in settings.items():
-        print(f"  {key}: {value}")
+    log = MetricsLogger(log_dir, log_dir / TEXT_LOG_NAME)
+    try:
+        log.info("Prior training settings:\n" + "\n".join(f"  {k}: {v}" for k, v in settings.items()))
+        log.text("hparams", hparams_markdown(settings))
+        best_val_loss, best_epoch = _train_epochs(args, model, optimizer, (train_text, train_visual),
+                                                  (val_text, val_visual), output_path, log)
+        log.info(f"Best validation loss {best_val_loss:.4f} "
+                 + (f"at epoch {best_epoch}" if best_epoch >= 0 else "of the starting prior (no epoch beat it)")
+                 + f"; prior written to {output_path}")
+    finally:
+        log.close()
+    return TrainResult(best_val_loss, best_epoch, output_path, log_dir)
 
-    writer = SummaryWriter(log_dir=str(log_dir))
-    writer.add_text("hyperparameters", "|setting|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in settings.items()), 0)
+
+def _train_epochs(args: argparse.Namespace, model: GoalPrior, optimizer: torch.optim.Optimizer,
+                  train_pairs: tuple[torch.Tensor, torch.Tensor], val_pairs: tuple[torch.Tensor, torch.Tensor],
+                  output_path: Path, log: MetricsLogger) -> tuple[float, int]:
+    """The epochs: train, validate, keep the best; returns (best validation loss, its epoch or -1 for the input)."""
+    (train_text, train_visual), (val_text, val_visual) = train_pairs, val_pairs
     val_seed = args.seed + VAL_NOISE_SEED_OFFSET
     val_loss, val_recon, val_kl = evaluate(model, val_text, val_visual, args.batch_size, args.beta, val_seed)
-    print(f"Initial validation loss: {val_loss:.4f} (recon {val_recon:.4f}, kl {val_kl:.4f})")
-    writer.add_scalar("loss/val", val_loss, 0)
+    log.info(f"Initial validation loss: {val_loss:.4f} (recon {val_recon:.4f}, kl {val_kl:.4f})")
+    log.scalars(0, {"loss/val": val_loss})
     best_val_loss, best_epoch = math.inf, -1
+    if args.in_weights:  # the input is the prior to beat: never write one worse than it
+        best_val_loss = val_loss
+        save_prior(model, output_path)
+        log.info(f"The starting prior is the best so far: written to {output_path}")
 
     shuffle_gen = torch.Generator().manual_seed(args.seed)
     step = 0
-    try:
-        for epoch in range(args.n_epochs):
-            perm = torch.randperm(len(train_idx), generator=shuffle_gen).to(device)
-            epoch_losses = []
-            for start in tqdm(range(0, len(perm), args.batch_size), desc=f"Epoch {epoch}", leave=False):
-                idx = perm[start:start + args.batch_size]
-                loss, recon, kl = model.loss(train_visual[idx], train_text[idx], args.beta)
-                if not torch.isfinite(loss):
-                    fail(f"the loss became {loss.item()} at epoch {epoch}, step {step} (recon {recon.item()}, "
-                         f"kl {kl.item()}); try a lower --lr (now {args.lr}) or check the dataset's embeddings")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                epoch_losses.append(loss.item())
-                writer.add_scalar("loss/train", loss.item(), step)
-                writer.add_scalar("loss/recon", recon.item(), step)
-                writer.add_scalar("loss/kl", kl.item(), step)
-                writer.add_scalar("learning_rate", optimizer.param_groups[0]["lr"], step)
-
-            val_loss, val_recon, val_kl = evaluate(model, val_text, val_visual, args.batch_size, args.beta, val_seed)
-            writer.add_scalar("loss/val", val_loss, step)
-            writer.add_scalar("loss/val_recon", val_recon, step)
-            writer.add_scalar("loss/val_kl", val_kl, step)
-            print(f"Epoch {epoch}: train loss {np.mean(epoch_losses):.4f}, val loss {val_loss:.4f} "
-                  f"(recon {val_recon:.4f}, kl {val_kl:.4f})")
-            if val_loss < best_val_loss:
-                best_val_loss, best_epoch = val_loss, epoch
-                save_prior(model, output_path)
-                print(f"New best validation loss {val_loss:.4f}: saved {output_path}")
-    finally:
-        writer.close()
-    print(f"Best validation loss {best_val_loss:.4f} at epoch {best_epoch}; prior written to {output_path}")
-    return TrainResult(best_val_loss, best_epoch, output_path, log_dir)
+    for epoch in range(args.n_epochs):
+        perm = torch.randperm(len(train_text), generator=shuffle_gen).to(train_text.device)
+        epoch_losses = []
+        for start in tqdm(range(0, len(perm), args.batch_size), desc=f"Epoch {epoch}", leave=False):
+            idx = perm[start:start + args.batch_size]
+            loss, recon, kl = model.loss(train_visual[idx], train_text[idx], args.beta)
+            if not torch.isfinite(loss):
+                fail(f"the loss became {loss.item()} at epoch {epoch}, step {step} (recon {recon.item()}, "
+                     f"kl {kl.item()}); try a lower --lr (now {args.lr}) or check the dataset's embeddings")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            epoch_losses.append(loss.item())
+            log.scalars(step, {"loss/train": loss.item(), "loss/recon": recon.item(), "loss/kl": kl.item(),
+                               "learning_rate": optimizer.param_groups[0]["lr"]})
+        val_loss, val_recon, val_kl = evaluate(model, val_text, val_visual, args.batch_size, args.beta, val_seed)
+        log.scalars(step, {"loss/val": val_loss, "loss/val_recon": val_recon, "loss/val_kl": val_kl})
+        log.info(f"Epoch {epoch}: train loss {np.mean(epoch_losses):.4f}, val loss {val_loss:.4f} "
+                 f"(recon {val_recon:.4f}, kl {val_kl:.4f})")
+        if val_loss < best_val_loss:
+            best_val_loss, best_epoch = val_loss, epoch
+            save_prior(model, output_path)
+            log.info(f"New best validation loss {val_loss:.4f}: saved {output_path}")
+    return best_val_loss, best_epoch
 
 
 def convert(args: argparse.Namespace) -> Path:
@@ -232,7 +254,7 @@ def convert(args: argparse.Namespace) -> Path:
     src = Path(args.data_path)
     dest = Path(args.npz_path) if args.npz_path else src.with_suffix(".npz")
     if dest.resolve() == src.resolve():
-        fail(f"--npz_path {dest} would overwrite --data_path; choose another name")
+        cli.refuse("--npz_path", dest, "would overwrite --data_path", "choose another name")
     pairs = read_dataset(args)
     save_npz_pairs(pairs, dest)
     texts = "with" if pairs.texts is not None else "without"
@@ -244,11 +266,12 @@ def convert(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, then convert or train."""
     args = build_parser().parse_args(argv)
-    if args.convert_only:
-        convert(args)
-    else:
-        train(args)
-    return 0
+
+    def run() -> int:
+        convert(args) if args.convert_only else train(args)
+        return 0
+
+    return cli.run_main(PROGRAM, run)
 
 
 if __name__ == "__main__":

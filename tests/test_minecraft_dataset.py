@@ -14,6 +14,7 @@ from data.episode import EMBED_START, EpisodeFormatError, load_episode
 from data.minecraft_dataset import (
     ColorJitter,
     MinecraftDataset,
+    SkippingBadSamples,
     chunk_starts,
     goal_frame_per_frame,
     read_sampling_file,
@@ -210,6 +211,42 @@ def test_validation_samples_repeat_exactly_and_are_never_unconditional(episodes)
     # In reverse order (other decoder positions, cached readers): still the same.
     for index in reversed(range(len(first))):
         assert_samples_equal(first[index], second[index])
+
+
+def test_validation_goals_depend_only_on_the_validation_episodes(episodes):
+    # Another --seed, another order of the list, another list around it: each sample keeps its goals, so
+    # loss/val of two runs (and of evaluate_offline.py) is the same measurement.
+    reference = make(episodes, train=False, seed=42)
+    by_sample = {(reference.episode_dirs[e], s): reference[i] for i, (e, s) in enumerate(reference.samples)}
+    for other in (make(episodes, train=False, seed=7), make(list(reversed(episodes)), train=False, seed=0),
+                  make(episodes[1:], train=False, seed=3)):
+        for index, (episode_index, start) in enumerate(other.samples):
+            assert_samples_equal(other[index], by_sample[(other.episode_dirs[episode_index], start)])
+    # ... while the goals do differ from sample to sample (they are drawn, not fixed)
+    firsts = {goals_of(sample)[0] - start for (_, start), sample in by_sample.items()}
+    assert len(firsts) > 3
+
+
+def test_an_unreadable_sample_comes_back_blank_and_named(episodes, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken_episode"
+    shutil.copytree(episodes[1], broken)
+    dataset = make([episodes[0], str(broken)], seed=1)  # loads fine: the video is opened on the first read
+    video = broken / "frames.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    skipping = SkippingBadSamples(dataset)
+    good = skipping[(0, 0)]
+    assert good["valid"] and good["error"] == ""
+    assert_samples_equal({k: v for k, v in good.items() if k not in ("valid", "error")}, dataset[(0, 0)])
+    bad_index = next(i for i, (e, _) in enumerate(dataset.samples) if e == 1)
+    bad = skipping[(0, bad_index)]
+    start = dataset.samples[bad_index][1]
+    assert not bad["valid"] and bad["error"].startswith(f"{broken} frames {start}..{start + T - 1}: VideoError: ")
+    assert_samples_equal({k: v for k, v in bad.items() if k not in ("valid", "error")}, dataset.blank_sample())
+    assert 1 not in dataset._cache  # forgotten: a repaired file is read afresh
+    batch = next(iter(DataLoader(skipping, batch_size=2, sampler=[(0, 0), (0, bad_index)])))
+    assert batch["valid"].tolist() == [True, False] and batch["error"][0] == "" and str(broken) in batch["error"][1]
 
 
 def test_training_samples_repeat_per_key_and_change_per_epoch(episodes):

@@ -1,4 +1,4 @@
-"""Training building blocks: LR schedule, decay groups, freezing, sample order, gradient accumulation."""
+"""Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from conftest import random_obs
 from data.sample_order import ShardedEpochSampler
-from training.bc_loss import bc_window_loss, split_windows
+from training.bc_loss import bc_window_loss, split_windows, window_nll
 from training.checkpointing import frames_label
 from training.lr_schedule import learning_rate_at
 from training.optim import apply_freeze, make_optimizer, trainable_summary
@@ -73,11 +73,46 @@ def test_sample_order_is_seeded_sharded_and_resumable():
         assert sorted(one) == sorted(a + b) and not set(a) & set(b)
     resumed = _take(ShardedEpochSampler(50, batch_size=8, seed=3, start_epoch=0, start_sample=24), 3)
     assert resumed == single[3:6]
-    # resume with another number of processes continues at the same global position
-    two = _take(ShardedEpochSampler(50, batch_size=4, seed=3, world_size=2, rank=0, start_sample=24), 1)
-    assert set(two[0]) <= set(single[3])
     with pytest.raises(ValueError, match="lower --batch_size"):
         ShardedEpochSampler(5, batch_size=4, seed=0, world_size=2)
+
+
+@pytest.mark.parametrize("num_samples, global_batch", [(50, 8), (48, 8), (50, 12), (13, 13), (40, 6)])
+@pytest.mark.parametrize("start", [(0, 0), (0, 40), (2, 5), (1, 47)])
+def test_position_after_is_exactly_where_the_batches_continue(num_samples, global_batch, start):
+    sampler = ShardedEpochSampler(num_samples, global_batch, seed=7, start_epoch=start[0], start_sample=start[1])
+    stream = _take(sampler, 30)
+    for consumed in range(25):
+        epoch, sample = sampler.position_after(consumed)
+        resumed = ShardedEpochSampler(num_samples, global_batch, seed=7, start_epoch=epoch, start_sample=sample)
+        assert _take(resumed, 5) == stream[consumed:consumed + 5], consumed
+
+
+def _global_batches(world: int, start: tuple[int, int], n: int) -> list[list]:
+    """The first n global batches that `world` processes (batch 4 each) draw from `start`, ranks in order."""
+    ranks = [_take(ShardedEpochSampler(50, 4, seed=3, world_size=world, rank=r, start_epoch=start[0],
+                                       start_sample=start[1]), n) for r in range(world)]
+    return [[key for rank in ranks for key in rank[i]] for i in range(n)]
+
+
+def test_a_two_process_checkpoint_resumed_with_three_processes_sees_what_an_uninterrupted_three_process_run_sees():
+    # 2 processes x batch 4 consume 5 global batches: the checkpoint says (epoch 0, sample 40) ...
+    assert ShardedEpochSampler(50, 4, seed=3, world_size=2, rank=0).position_after(5) == (0, 40)
+    seen_by_two = _global_batches(2, (0, 0), 5)
+    # ... and 3 processes x batch 4 go on from there. Uninterrupted from that point:
+    uninterrupted = _global_batches(3, (0, 40), 8)
+    # Stopped after 1 global batch, then after 2 more, resumed each time where the sampler says (what a
+    # checkpoint records); the train.py of before kept its own count and recorded (1, 0), then (1, 12).
+    first_stop = ShardedEpochSampler(50, 4, seed=3, world_size=3, rank=0, start_sample=40).position_after(1)
+    assert first_stop == (1, 12)  # 40 + 12 > the 48 usable samples of epoch 0: the first batch was epoch 1's
+    second_stop = ShardedEpochSampler(50, 4, seed=3, world_size=3, rank=0, start_epoch=1,
+                                      start_sample=12).position_after(2)
+    assert second_stop == (1, 36)
+    resumed = _global_batches(3, (0, 40), 1) + _global_batches(3, first_stop, 2) + _global_batches(3, second_stop, 5)
+    assert resumed == uninterrupted
+    # epoch 0 was read without a repeat: 40 samples by 2 processes, none more by 3 (no whole batch of 12 was left)
+    epoch0 = [i for batch in seen_by_two + resumed for e, i in batch if e == 0]
+    assert len(epoch0) == len(set(epoch0)) == 40
 
 
 def _batch(seed: int, b: int = 2, t: int = 8) -> dict[str, torch.Tensor]:
@@ -88,38 +123,68 @@ def _batch(seed: int, b: int = 2, t: int = 8) -> dict[str, torch.Tensor]:
     return {**obs, "buttons": torch.randint(0, 8641, (b, t), generator=g), "camera": torch.randint(0, 121, (b, t), generator=g), "firsts": firsts}
 
 
-def test_gradient_accumulation_equals_one_step_on_the_summed_windows(tiny_policy, tiny_config):
-    from embed_conditioned_policy import SteveAgentPolicy
+def _sample_batch(seed: int, b: int, t: int, invalid: tuple[int, ...] = ()) -> dict:
+    """A batch as the DataLoader of SkippingBadSamples gives it: tensors plus `valid` and `error`."""
+    batch = _batch(seed, b, t)
+    batch["valid"] = torch.tensor([i not in invalid for i in range(b)])
+    batch["error"] = ["ep frames 0..1: VideoError: truncated" if i in invalid else "" for i in range(b)]
+    return batch
 
-    batch = _batch(1, b=2, t=8)
-    windows = split_windows(batch, 2)  # 4 windows x batch 2
+
+def _reference_steps(policy, batches: list[dict], trunc_t: int, accumulation: int, steps: int, lr: float,
+                     max_grad_norm: float) -> None:
+    """The same optimizer steps written independently: per step, the windows' losses (the mean NLL of the valid
+    samples) summed into one graph, one backward, clip, SGD. The state restarts at every batch."""
+    optimizer = torch.optim.SGD(policy.parameters(), lr=lr)
+    windows = []
+    for batch in batches:
+        tensors = {k: v for k, v in batch.items() if k not in ("valid", "error")}
+        windows += [(w, i == 0, batch["valid"]) for i, w in enumerate(split_windows(tensors, trunc_t))]
+    state = None
+    for step in range(steps):
+        total = 0.0
+        for window, starts_batch, valid in windows[step * accumulation:(step + 1) * accumulation]:
+            if starts_batch:
+                state = policy.initial_state(window["firsts"].shape[0])
+            nll, _, state = window_nll(policy, window, state)
+            total = total + nll[valid].mean()
+            state = detach_state(state)
+        (total / accumulation).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def test_the_optimizer_step_accumulates_windows_across_batches_like_one_graph(tiny_policy, tiny_config):
+    from accelerate import Accelerator
+
+    from embed_conditioned_policy import SteveAgentPolicy
+    from training.optimizer_step import BCStepper
+
+    # 2 windows per batch, 3 windows per step: step 1 ends inside batch 2, step 2 at its end; a sample of batch 2
+    # could not be read (marked invalid) and must not count. No clipping, which would hide a wrong scale.
+    batches = [_sample_batch(1, 3, 4), _sample_batch(2, 3, 4, invalid=(1,)), _sample_batch(3, 3, 4)]
+    start = {k: v.clone() for k, v in tiny_policy.state_dict().items()}
     twin = SteveAgentPolicy(tiny_config)
-    twin.load_state_dict(tiny_policy.state_dict())
+    twin.load_state_dict(start)
     for p in (tiny_policy, twin):
         apply_freeze(p, [])
-    # accumulated: one backward per window (state detached between windows), averaged like the loop does
-    opt_a = make_optimizer(tiny_policy, 1e-3, 0.01)
-    state = tiny_policy.initial_state(2)
-    for w in windows:
-        loss, state = bc_window_loss(tiny_policy, w, state)
-        (loss / len(windows)).backward()
-        state = detach_state(state)
-    torch.nn.utils.clip_grad_norm_([p for p in tiny_policy.parameters() if p.requires_grad], 5.0)
-    opt_a.step()
-    # single step: the same windows' losses summed into one graph, one backward
-    opt_b = make_optimizer(twin, 1e-3, 0.01)
-    state, total = twin.initial_state(2), 0.0
-    for w in windows:
-        loss, state = bc_window_loss(twin, w, state)
-        total = total + loss
-        state = detach_state(state)
-    (total / len(windows)).backward()
-    torch.nn.utils.clip_grad_norm_([p for p in twin.parameters() if p.requires_grad], 5.0)
-    opt_b.step()
-    for (name, a), b in zip(tiny_policy.state_dict().items(), twin.state_dict().values()):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
-    assert not torch.equal(tiny_policy.state_dict()["pi_head.buttons.linear_layer.bias"],
-                           SteveAgentPolicy(tiny_config).state_dict()["pi_head.buttons.linear_layer.bias"])
+    optimizer = torch.optim.SGD(tiny_policy.parameters(), lr=0.05)
+    loader = [{**b, "error": list(b["error"])} for b in batches]  # the stepper takes valid/error out of its copies
+    stepper = BCStepper(tiny_policy, tiny_policy, optimizer, Accelerator(cpu=True), loader, 3, trunc_t=2,
+                        accumulation=3, max_grad_norm=1e9)
+    first, second = stepper.step(0.05), stepper.step(0.05)
+    assert (first.batch_ended, second.batch_ended) == (False, True)
+    assert (first.samples_read, second.samples_read) == (6, 3) and stepper.batches_drawn == 3
+    assert first.skipped == ["ep frames 0..1: VideoError: truncated"] and second.skipped == []
+    _reference_steps(twin, batches, trunc_t=2, accumulation=3, steps=2, lr=0.05, max_grad_norm=1e9)
+    # oneDNN's convolution backward sums in another order for one graph than for three windows: measured gaps of
+    # 1e-6 to 4e-4 of the distance moved. Losses not divided by the accumulation, gradients zeroed per window
+    # (the original's bug) or the unreadable sample counted give 0.6 or more.
+    a, b = tiny_policy.state_dict(), twin.state_dict()
+    gap = sum(((a[k] - b[k]).double() ** 2).sum() for k in a) ** 0.5
+    moved = sum(((a[k] - start[k]).double() ** 2).sum() for k in a) ** 0.5
+    assert float(gap / moved) < 1e-2
 
 
 def test_window_loss_is_sum_over_time_mean_over_batch(tiny_policy):

@@ -9,18 +9,32 @@ from vpt_model.action_head import action_log_prob
 from vpt_model.policy import PolicyState
 
 
-def bc_window_loss(
+def window_nll(
     policy: nn.Module, batch: dict[str, torch.Tensor], state: PolicyState
-) -> tuple[torch.Tensor, PolicyState]:
-    """-(log p(buttons) + log p(camera)), summed over the window's frames, mean over the batch (as the original).
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], PolicyState]:
+    """-(log p(buttons) + log p(camera)) summed over the window's frames, per sample: (B,).
 
     `batch` holds one window: img (B, t, H, W, 3), mineclip_embed (B, t, 512), buttons/camera (B, t) joint
-    indices, firsts (B, t) bool. Returns the loss and the state after the window (not detached).
+    indices, firsts (B, t) bool. Also returns the action distributions (log-probabilities, (B, t, 8641) and
+    (B, t, 121)) and the state after the window (not detached).
     """
     obs = {"img": batch["img"], "mineclip_embed": batch["mineclip_embed"]}
     pd, _, state = policy(obs, batch["firsts"], state)
     log_prob = action_log_prob(pd, {"buttons": batch["buttons"], "camera": batch["camera"]})  # (B, t)
-    return -log_prob.sum(dim=1).mean(), state
+    return -log_prob.sum(dim=1), pd, state
+
+
+def bc_window_loss(
+    policy: nn.Module, batch: dict[str, torch.Tensor], state: PolicyState, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, PolicyState]:
+    """The window's NLL summed over frames, mean over the batch (as the original), and the state after it.
+
+    `valid` (B,) bool leaves samples out of the mean (ones that could not be read); None: all count.
+    """
+    nll, _, state = window_nll(policy, batch, state)
+    if valid is None:
+        return nll.mean(), state
+    return torch.where(valid, nll, 0.0).sum() / valid.sum().clamp(min=1), state
 
 
 def split_windows(batch: dict[str, torch.Tensor], trunc_t: int) -> list[dict[str, torch.Tensor]]:

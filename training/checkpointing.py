@@ -1,13 +1,21 @@
-"""Resumable training checkpoints (atomic, last k kept) and the exported `.weights` files."""
+"""Resumable training checkpoints and the exported `.weights` files of one run.
+
+A run's checkpoint folder holds `ckpt_stepNNNNNNNNN.pt` (written atomically; the newest `keep` loadable
+ones kept), `logs/` (TensorBoard), `run.lock` (training/run_lock.py), and after trouble `unreadable/`
+(checkpoints that do not load, moved aside) and `previous_<time>/` (an earlier run, moved aside by
+--fresh). Nothing here deletes a checkpoint that loads unless `keep` newer loadable ones exist.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +24,13 @@ import torch
 from torch import nn
 
 from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
+from training.metrics import MetricsLogger
 from vpt_model.model_files import policy_state_dict, save_policy_weights
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt_step(\d{9})\.pt$")
+TEMPORARY_CHECKPOINT = re.compile(r"^\.ckpt_step\d{9}\.pt\..+\.tmp$")  # atomic_write_bytes' name while writing
+TENSORBOARD_DIR = "logs"
+UNREADABLE_DIR = "unreadable"
 
 
 @dataclasses.dataclass
@@ -26,16 +38,27 @@ class TrainProgress:
     """Where training is: everything besides model and optimizer that a resume needs."""
 
     step: int = 0  # optimizer steps
-    micro_step: int = 0  # truncated-BPTT windows processed (per process)
-    frames: int = 0  # frames processed, all processes together (drives the LR schedule)
-    epoch: int = 0
-    samples_in_epoch: int = 0  # samples consumed in this epoch, all processes together
+    frames: int = 0  # frames trained on, all processes together (drives the LR schedule)
+    epoch: int = 0  # the sampler's data position (ShardedEpochSampler.position_after) ...
+    samples_in_epoch: int = 0  # ... in samples of all processes together
     best_val_loss: float = math.inf
     best_val_step: int = -1
     snapshots_written: int = 0
+    samples_read: int = 0  # training samples drawn, all processes together
+    samples_skipped: int = 0  # of those, unreadable ones left out of the loss
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A checkpoint file that loaded: what the run was and where it stood."""
+
+    path: Path
+    progress: TrainProgress
+    identity: dict[str, Any]
+    config: dict[str, Any]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -58,8 +81,21 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def step_of(path: Path) -> int:
+    """The optimizer step in a checkpoint's file name."""
+    return int(CHECKPOINT_PATTERN.match(path.name).group(1))
+
+
+def _unique(path: Path) -> Path:
+    """`path`, or `path` with `_2`, `_3`... appended when something already has its name."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}_{n}"), n + 1
+    return candidate
+
+
 class CheckpointManager:
-    """`<dir>/ckpt_stepNNNNNNNNN.pt` files: written atomically, the newest `keep` kept."""
+    """The `ckpt_stepNNNNNNNNN.pt` files of one folder: written atomically, the newest `keep` loadable kept."""
 
     def __init__(self, directory: str | os.PathLike, keep: int = 2) -> None:
         if keep < 2:
@@ -68,13 +104,36 @@ class CheckpointManager:
         self.keep = keep
 
     def checkpoints(self) -> list[Path]:
-        """Complete checkpoint files, oldest first."""
+        """Checkpoint files by name, oldest first (whether they load is not checked)."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if CHECKPOINT_PATTERN.match(p.name)]
-        return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
+        return sorted((p for p in self.directory.iterdir() if CHECKPOINT_PATTERN.match(p.name)), key=step_of)
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress, config: dict) -> Path:
+    @staticmethod
+    def load_summary(path: Path) -> Checkpoint:
+        """Read a checkpoint's progress, identity and settings without loading its tensors (memory-mapped).
+
+        Raises whatever torch.load raises for a torn or foreign file. A checkpoint of an earlier toolkit
+        version loads with an empty identity.
+        """
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        known = {f.name for f in dataclasses.fields(TrainProgress)}
+        progress = TrainProgress(**{k: v for k, v in raw["progress"].items() if k in known})
+        return Checkpoint(path, progress, json.loads(raw.get("identity", "{}")), json.loads(raw["config"]))
+
+    def newest_loadable(self) -> tuple[Checkpoint | None, list[Path]]:
+        """The newest checkpoint that loads, and the unreadable ones with higher numbers (newest first)."""
+        unreadable = []
+        for path in reversed(self.checkpoints()):
+            try:
+                return self.load_summary(path), unreadable
+            except Exception:  # torn by a crash or an interrupted copy, truncated, not ours: never resumed from
+                unreadable.append(path)
+        return None, unreadable
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, progress: TrainProgress,
+             config: dict[str, Any], identity: dict[str, Any]) -> tuple[Path, list[str]]:
+        """Write `ckpt_step<progress.step>.pt`, then prune; returns its path and lines about what pruning did."""
         path = self.directory / f"ckpt_step{progress.step:09d}.pt"
         atomic_torch_save(
             {
@@ -83,26 +142,47 @@ class CheckpointManager:
                 "progress": progress.to_dict(),
                 "rng": _rng_state(),
                 "config": json.dumps(config, sort_keys=True, default=str),
+                "identity": json.dumps(identity, sort_keys=True),
             },
             path,
         )
-        for old in self.checkpoints()[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
+        return path, self.prune()
 
-    def load_latest(self) -> tuple[Path, dict[str, Any]] | None:
-        """The newest checkpoint that loads; a broken newest one is reported and the previous used."""
+    def prune(self) -> list[str]:
+        """Keep the newest `keep` checkpoints that load; delete older loadable ones; move unreadable ones aside."""
+        notes, kept = [], 0
         for path in reversed(self.checkpoints()):
             try:
-                return path, torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # a torn file from a crash: fall back to the previous one
-                print(f"[checkpoint] {path} is unreadable ({type(e).__name__}); trying the previous checkpoint")
-        return None
+                self.load_summary(path)
+            except Exception:
+                notes.append(f"{path} does not load: moved to {self.move_aside([path])}")
+                continue
+            kept += 1
+            if kept > self.keep:
+                path.unlink()
+        return notes
+
+    def move_aside(self, paths: list[Path]) -> Path:
+        """Move unreadable checkpoints to `<dir>/unreadable/` (never deleted: a person may want to look)."""
+        target = self.directory / UNREADABLE_DIR
+        target.mkdir(exist_ok=True)
+        for path in paths:
+            shutil.move(str(path), _unique(target / path.name))
+        return target
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete the half-written checkpoints that killed writers left (only call while holding the run lock)."""
+        if not self.directory.is_dir():
+            return []
+        leftovers = [p for p in self.directory.iterdir() if TEMPORARY_CHECKPOINT.match(p.name)]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
 
     @staticmethod
-    def restore(
-        checkpoint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
-    ) -> TrainProgress:
+    def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainProgress:
+        """Load model, optimizer and RNG state from a checkpoint (fully read: no file-backed optimizer state)."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(checkpoint["model"], strict=True)
         optimizer.load_state_dict(checkpoint["optimizer"])
         _set_rng_state(checkpoint["rng"])
@@ -119,6 +199,56 @@ def weights_paths(out_weights: str | os.PathLike) -> dict[str, Path]:
         "best_json": out.with_name(f"{stem}_best.json"),
         "stem": out.with_name(stem),
     }
+
+
+def exported_files(out_weights: str | os.PathLike) -> list[Path]:
+    """The files a run exports next to --out_weights that exist now (latest, best, its json, snapshots)."""
+    paths = weights_paths(out_weights)
+    fixed = [paths[key] for key in ("latest", "best", "best_json")]
+    snapshots = sorted(paths["stem"].parent.glob(f"{paths['stem'].name}_snapshot_*.weights"))
+    return [p for p in fixed if p.exists()] + snapshots
+
+
+def remove_temporary_exports(out_weights: str | os.PathLike) -> list[Path]:
+    """Delete half-written exports of this run that killed writers left (only while holding the run lock)."""
+    stem = weights_paths(out_weights)["stem"]
+    if not stem.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(stem.name)}_(latest\.weights|best\.weights|best\.json|snapshot_.+\.weights)\..+\.tmp$")
+    leftovers = [p for p in stem.parent.iterdir() if pattern.match(p.name)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+def move_previous_run(checkpoint_dir: str | os.PathLike, out_weights: str | os.PathLike) -> Path | None:
+    """Move everything of an earlier run to `<checkpoint_dir>/previous_<time>/`; None when there was nothing.
+
+    That is its checkpoints, unreadable checkpoints, TensorBoard folder and its exports next to --out_weights
+    (`_latest`, `_best`, `_best.json`, snapshots). Nothing is deleted.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    manager = CheckpointManager(checkpoint_dir)
+    moving = manager.checkpoints() + [checkpoint_dir / d for d in (TENSORBOARD_DIR, UNREADABLE_DIR)
+                                      if (checkpoint_dir / d).exists()]
+    moving += exported_files(out_weights)
+    if not moving:
+        return None
+    target = _unique(checkpoint_dir / f"previous_{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    target.mkdir(parents=True)
+    for path in moving:
+        shutil.move(str(path), target / path.name)
+    return target
+
+
+def save_resumable(checkpoints: CheckpointManager, policy: nn.Module, optimizer: torch.optim.Optimizer,
+                   progress: TrainProgress, config: dict[str, Any], identity: dict[str, Any], out_weights: str,
+                   log: MetricsLogger) -> None:
+    """The main process's saving: the resumable checkpoint (then pruning) and `<out>_latest.weights`."""
+    path, notes = checkpoints.save(policy, optimizer, progress, config, identity)
+    save_policy_weights(policy, weights_paths(out_weights)["latest"])
+    for note in notes:
+        log.info(note)
 
 
 def frames_label(frames: int) -> str:
@@ -138,7 +268,14 @@ def export_best(model: nn.Module, out_weights: str | os.PathLike, val_loss: floa
     atomic_write_bytes(paths["best_json"], json.dumps(info, indent=2).encode())
 
 
-def export_snapshot(model: nn.Module, out_weights: str | os.PathLike, threshold_frames: int) -> Path:
-    path = Path(f"{weights_paths(out_weights)['stem']}_snapshot_{frames_label(threshold_frames)}.weights")
-    save_policy_weights(model, path)
-    return path
+def export_snapshot_if_due(model: nn.Module, progress: TrainProgress, out_weights: str | os.PathLike,
+                           every_n_frames: int, is_main: bool, log: MetricsLogger) -> None:
+    """`<out>_snapshot_<N>.weights` when progress.frames has passed the next multiple N of `every_n_frames` (0: never)."""
+    threshold = (progress.snapshots_written + 1) * every_n_frames
+    if not every_n_frames or progress.frames < threshold:
+        return
+    if is_main:
+        path = Path(f"{weights_paths(out_weights)['stem']}_snapshot_{frames_label(threshold)}.weights")
+        save_policy_weights(model, path)
+        log.info(f"Snapshot at {progress.frames:,} frames: {path}")
+    progress.snapshots_written += 1

@@ -1,11 +1,14 @@
 """Offline evaluation (no Minecraft): how well do weights predict the recorded actions of held-out episodes?
 
-    python training/evaluate_offline.py --in_model data/weights/vpt/2x.model \
-        --weights data/weights/steve1/steve1.weights data/weights/steve1/my_task_best.weights \
-        --sampling finetune --T 320 --plot_dir data/finetuning_checkpoint
+    python training/evaluate_offline.py --in_model data/weights/vpt/2x.model \\
+        --weights data/weights/steve1/steve1.weights data/weights/steve1/my_task_best.weights \\
+        --sampling my_task --T 320 --trunc_t 64 --tensorboard_dir data/finetuning_checkpoint/my_task/logs
 
-Prints, per weights file: negative log-likelihood per frame and how often the most likely joint button /
-camera action equals the recorded one. With --tensorboard_dir it also draws the training curves to a PNG.
+Prints, per weights file, `loss/val` and `loss/val_uncond` exactly as training/train.py computes them
+(training/validation.py: the same samples, the same goals, which depend only on the validation episodes;
+pass the run's --T, --trunc_t, --min_btwn_goals, --max_btwn_goals and --val_every_nth), the negative
+log-likelihood per frame, and how often the most likely joint button / camera action is the recorded one.
+With --tensorboard_dir it also draws the run's loss curves to a PNG.
 """
 
 from __future__ import annotations
@@ -15,62 +18,59 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from accelerate import Accelerator
 
+from data.episode import EMBED_START
 from data.minecraft_dataset import MinecraftDataset, read_sampling_file
 from embed_conditioned_policy import SteveAgentPolicy
-from vpt_model.action_head import action_log_prob
-from vpt_model.model_files import load_policy_config, load_policy_weights
+from toolkit_utils import cli
+from training.checks import check_goal_gaps, check_policy_files, check_sampling, check_windows
+from training.device import PRECISIONS, choose_precision
+from training.validation import validate
+from vpt_model.model_files import load_policy_weights
+
+PROGRAM = "training/evaluate_offline.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--in_model", default="data/weights/vpt/2x.model", help=".model file or preset (tiny, 2x, ...)")
-    p.add_argument("--weights", nargs="+", required=True, help="weights files to compare")
-    p.add_argument("--sampling", default="finetune", help="sampling name")
-    p.add_argument("--sampling_dir", default="data/samplings", help="directory of the sampling files")
-    p.add_argument("--split", default="val", choices=["train", "val"], help="which episodes to evaluate on")
-    p.add_argument("--T", type=int, default=320, help="frames per sample")
-    p.add_argument("--max_samples", type=int, default=64, help="samples to evaluate (deterministic goals)")
-    p.add_argument("--device", default=None, help="cuda or cpu")
-    p.add_argument("--tensorboard_dir", default=None, help="a training run's TensorBoard directory: plot its curves")
-    p.add_argument("--plot_dir", default=".", help="where training_curves.png goes")
+    p = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
+    a = p.add_argument
+    a("--in_model", default="data/weights/vpt/2x.model", help=".model file or preset (tiny, 2x, ...)")
+    a("--weights", nargs="+", required=True, help="weights files to compare")
+    a("--sampling", default="finetune", help="sampling name: reads <sampling_dir>/<sampling>_<split>.txt")
+    a("--sampling_dir", default="data/samplings", help="directory of the sampling files")
+    a("--split", default="val", choices=["train", "val"], help="which episodes to evaluate on")
+    a("--T", type=cli.int_range(1), default=320, help="frames per sample (as the run's --T)")
+    a("--trunc_t", type=cli.int_range(1), default=64, help="frames per window (as the run's --trunc_t)")
+    a("--min_btwn_goals", type=cli.int_range(EMBED_START), default=15, help="as the run's --min_btwn_goals")
+    a("--max_btwn_goals", type=cli.int_range(EMBED_START + 1), default=200, help="as the run's --max_btwn_goals")
+    a("--val_every_nth", type=cli.int_range(1), default=1, help="every n-th sample (as the run's --val_every_nth)")
+    a("--batch_size", type=cli.int_range(1), default=8, help="samples per forward")
+    a("--num_workers", type=cli.int_range(0), default=0, help="DataLoader worker processes")
+    a("--trust_legacy_pickle", action="store_true", help="allow episodes in the original STEVE-1 pickle layout")
+    a("--mixed_precision", choices=PRECISIONS, default="auto", help="bf16 autocast or fp32 ('no'); auto: bf16 on a GPU that has it, else fp32")
+    a("--cpu", action="store_true", help="use the CPU even when a GPU is present")
+    a("--tensorboard_dir", default=None, help="a training run's TensorBoard directory (<checkpoint_dir>/logs): plot its curves")
+    a("--plot_dir", default=".", help="where training_curves.png goes")
     return p.parse_args(argv)
 
 
-@torch.no_grad()
-def evaluate(policy: SteveAgentPolicy, dataset: MinecraftDataset, max_samples: int, device: str) -> dict[str, float]:
-    """NLL per frame and argmax accuracy of buttons and camera over the first samples of a dataset."""
-    policy.to(device).eval()
-    nll, button_hits, camera_hits, frames = 0.0, 0, 0, 0
-    for index in range(min(max_samples, len(dataset))):
-        sample = {k: torch.from_numpy(v)[None].to(device) for k, v in dataset[index].items()}
-        obs = {"img": sample["img"], "mineclip_embed": sample["mineclip_embed"]}
-        pd, _, _ = policy(obs, sample["firsts"], policy.initial_state(1, device))
-        nll -= action_log_prob(pd, {"buttons": sample["buttons"], "camera": sample["camera"]}).sum().item()
-        button_hits += (pd["buttons"].argmax(-1) == sample["buttons"]).sum().item()
-        camera_hits += (pd["camera"].argmax(-1) == sample["camera"]).sum().item()
-        frames += sample["buttons"].numel()
-    return {"nll_per_frame": nll / frames, "button_accuracy": button_hits / frames,
-            "camera_accuracy": camera_hits / frames, "frames": frames}
-
-
 def plot_training_curves(tensorboard_dir: str | Path, out_png: str | Path) -> Path:
-    """loss/train and loss/val against processed frames, from a run's TensorBoard events, as a PNG."""
+    """loss/train, loss/val and loss/val_uncond against the optimizer step, from a run's TensorBoard events, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tensorboard_dir))
+    events = EventAccumulator(str(tensorboard_dir))  # applies purge_step: a resumed run's curves stay monotone
     events.Reload()
     tags = set(events.Tags()["scalars"])
     fig, ax = plt.subplots(figsize=(7, 4))
-    for tag in ("loss/train", "loss/val"):
+    for tag in ("loss/train", "loss/val", "loss/val_uncond"):
         if tag in tags:
             points = events.Scalars(tag)
-            ax.plot([p.step for p in points], [p.value for p in points], marker="o" if tag == "loss/val" else None, label=tag)
+            ax.plot([p.step for p in points], [p.value for p in points], marker=None if tag == "loss/train" else "o", label=tag)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (NLL summed over a trunc_t window)")
     ax.legend()
@@ -85,20 +85,40 @@ def plot_training_curves(tensorboard_dir: str | Path, out_png: str | Path) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return cli.run_main(PROGRAM, lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    check_windows(args.T, args.trunc_t)
+    check_goal_gaps(args.min_btwn_goals, args.max_btwn_goals)
+    check_sampling(args.sampling_dir, args.sampling, [args.split])
+    config = check_policy_files(args.in_model, args.weights, setting="--weights")
+    if args.tensorboard_dir is not None:
+        cli.existing_dir("--tensorboard_dir", args.tensorboard_dir, "pass a run's <checkpoint_dir>/logs")
     episodes = read_sampling_file(Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt")
-    dataset = MinecraftDataset(episodes, args.T, p_uncond=0.0, train=False)
-    config = load_policy_config(args.in_model)
-    majority = np.bincount(np.concatenate([dataset[i]["buttons"] for i in range(min(args.max_samples, len(dataset)))])).max()
-    print(f"{args.split} set: {len(dataset)} samples of {args.T} frames; evaluating up to {args.max_samples}")
-    print(f"{'weights':60s} {'NLL/frame':>10s} {'buttons acc':>12s} {'camera acc':>11s}")
+    try:
+        dataset = MinecraftDataset(episodes, args.T, args.min_btwn_goals, args.max_btwn_goals, p_uncond=0.0, train=False,
+                                   trust_legacy_pickle=args.trust_legacy_pickle)
+    except (OSError, ValueError) as e:
+        cli.refuse("--sampling", args.sampling, " ".join(str(e).split()), "fix or remove the episode, or pass the run's --T")
+    precision, _, _ = choose_precision(args.mixed_precision, "no", args.cpu)
+    accelerator = Accelerator(cpu=args.cpu, mixed_precision=precision)
+
+    indices = range(0, len(dataset), args.val_every_nth)
+    majority = np.bincount(np.concatenate([dataset.recorded_actions(i)[0] for i in indices])).max() / (len(indices) * args.T)
+    print(f"{args.split} set: {len(indices)} samples of {args.T} frames in windows of {args.trunc_t} "
+          f"({'fp32' if precision == 'no' else precision}, {accelerator.device})")
+    print(f"{'weights':60s} {'loss/val':>10s} {'val_uncond':>10s} {'NLL/frame':>10s} {'buttons acc':>12s} {'camera acc':>11s}")
     for path in args.weights:
         policy = SteveAgentPolicy(config)
-        load_policy_weights(policy, path)
-        result = evaluate(policy, dataset, args.max_samples, device)
-        print(f"{str(path):60s} {result['nll_per_frame']:10.4f} {result['button_accuracy']:12.3f} {result['camera_accuracy']:11.3f}")
-    frames = min(args.max_samples, len(dataset)) * args.T
-    print(f"(always predicting the most common button combination would score {majority / frames:.3f})")
+        load_policy_weights(policy, path, verbose=False)
+        result = validate(policy.to(accelerator.device), dataset, args.trunc_t, args.batch_size, args.val_every_nth,
+                          args.num_workers, accelerator)
+        for line in result.skipped:
+            print(f"  skipped (unreadable): {line}")
+        print(f"{str(path):60s} {result.loss:10.4f} {result.loss_uncond:10.4f} {result.loss / args.trunc_t:10.4f} "
+              f"{result.button_accuracy:12.3f} {result.camera_accuracy:11.3f}")
+    print(f"(always predicting the most common button combination would score {majority:.3f})")
     if args.tensorboard_dir:
         print(f"Training curves: {plot_training_curves(args.tensorboard_dir, Path(args.plot_dir) / 'training_curves.png')}")
     return 0

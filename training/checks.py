@@ -1,0 +1,61 @@
+"""Checks shared by train.py and evaluate_offline.py: each raises cli.SettingError (one line with the fix)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from embed_conditioned_policy import SteveAgentPolicy
+from toolkit_utils import cli
+from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict
+from vpt_model.config import PolicyConfig
+from vpt_model.model_files import load_policy_config, strip_key_prefixes
+
+MODEL_FIX = "download_weights.sh puts 2x.model in data/weights/vpt/; or use a preset: 2x, 1x, 3x, tiny"
+SAMPLING_FIX = "run 2_create_sampling.sh, or check --sampling and --sampling_dir"
+MAX_SHOWN_WORDS = 40  # a mismatch names hundreds of keys: the refusal shows the start
+
+
+def check_windows(T: int, trunc_t: int) -> None:
+    """T must be whole truncated-BPTT windows."""
+    if T % trunc_t:
+        cli.refuse("--T", T, f"is not a multiple of --trunc_t {trunc_t}", "use e.g. --T 320 --trunc_t 64")
+
+
+def check_goal_gaps(min_btwn_goals: int, max_btwn_goals: int) -> None:
+    """Hindsight goal gaps are drawn from [min, max)."""
+    if max_btwn_goals <= min_btwn_goals:
+        cli.refuse("--max_btwn_goals", max_btwn_goals, f"must exceed --min_btwn_goals {min_btwn_goals}",
+                   "gaps are drawn from [min, max): e.g. --min_btwn_goals 15 --max_btwn_goals 200")
+
+
+def check_sampling(sampling_dir: str | os.PathLike, sampling: str, splits: Sequence[str] = ("train", "val")) -> None:
+    """The sampling's list files exist and are readable."""
+    for split in splits:
+        cli.existing_file("--sampling", Path(sampling_dir) / f"{sampling}_{split}.txt", SAMPLING_FIX)
+
+
+def check_policy_files(in_model: str, weights: Sequence[str], allow_missing: tuple[str, ...] = (),
+                       setting: str = "--in_weights") -> PolicyConfig:
+    """The architecture of --in_model, after checking that every weights file exists and fits it."""
+    if str(in_model).endswith(".model") or Path(in_model).exists():
+        cli.existing_file("--in_model", in_model, MODEL_FIX)
+    try:
+        architecture = load_policy_config(in_model)
+    except (ValueError, OSError) as e:
+        cli.refuse("--in_model", in_model, " ".join(str(e).split()), MODEL_FIX)
+    if weights:
+        with torch.device("meta"):  # names and shapes only: no memory, no initialisation
+            shapes = SteveAgentPolicy(architecture)
+    for path in weights:
+        cli.existing_file(setting, path, "download_weights.sh puts steve1.weights in data/weights/steve1/")
+        try:
+            check_state_dict(shapes, strip_key_prefixes(read_state_dict(path)), str(path), allow_missing)
+        except (StateDictMismatchError, ValueError) as e:
+            words = str(e).split()
+            shown = " ".join(words[:MAX_SHOWN_WORDS]) + (" ..." if len(words) > MAX_SHOWN_WORDS else "")
+            cli.refuse(setting, path, shown, f"use weights of the --in_model architecture ({in_model})")
+    return architecture

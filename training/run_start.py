@@ -1,0 +1,104 @@
+"""How a run starts: new, resumed from its newest loadable checkpoint, or already finished.
+
+`plan_start` only reads (the check before `accelerate launch` runs it too); it refuses a folder that another
+live run holds or that holds a run with another identity. `prepare_folder` then does the writing, on the
+main process while it holds the run lock: it removes temporary files of killed writers, moves unreadable
+checkpoints aside and, for a new run, moves everything of an earlier run to `previous_<time>/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+from toolkit_utils import cli
+from training.checkpointing import (
+    Checkpoint,
+    CheckpointManager,
+    move_previous_run,
+    remove_temporary_exports,
+    weights_paths,
+)
+from training.run_identity import identity_differences
+from training.run_lock import RunLock, RunLockHeld, lock_holder
+
+OTHER_DIR_FIX = "choose another --checkpoint_dir (CHECKPOINT_DIR in the scripts)"
+
+
+@dataclasses.dataclass
+class RunStart:
+    """What the checkpoint folder says about this run."""
+
+    resume: Checkpoint | None  # the newest loadable checkpoint of this run, or None: a new run
+    unreadable: list[Path]  # checkpoints with higher numbers than `resume` that do not load
+    stop_step: int  # the optimizer step this command stops at
+    total_steps: int  # the optimizer step that reaches --n_frames
+
+    @property
+    def finished(self) -> bool:
+        return self.resume is not None and self.resume.progress.step >= self.stop_step
+
+
+def plan_start(checkpoint_dir: str | os.PathLike, identity: dict[str, Any], fresh: bool, total_steps: int,
+               max_steps: int | None, check_lock: bool = True) -> RunStart:
+    """Read the folder and decide; raises cli.SettingError (one line) when the run must not start."""
+    checkpoint_dir = Path(checkpoint_dir)
+    holder = lock_holder(checkpoint_dir) if check_lock else None
+    if holder:
+        refuse_locked(checkpoint_dir, holder)
+    stop_step = min(total_steps, max_steps or total_steps)
+    if fresh:
+        return RunStart(None, [], stop_step, total_steps)
+    checkpoint, unreadable = CheckpointManager(checkpoint_dir).newest_loadable()
+    if checkpoint is not None:
+        if not checkpoint.identity:
+            problem = f"holds {checkpoint.path.name}, written by an earlier toolkit version that did not record its run"
+        else:
+            differences = identity_differences(checkpoint.identity, identity)
+            problem = f"holds another run ({'; '.join(differences)})" if differences else ""
+        if problem:
+            cli.refuse("--checkpoint_dir", checkpoint_dir, problem, f"add --fresh to start over (the old run moves to "
+                       f"{checkpoint_dir}/previous_<time>/), or {OTHER_DIR_FIX}")
+    return RunStart(checkpoint, unreadable, stop_step, total_steps)
+
+
+def refuse_locked(checkpoint_dir: str | os.PathLike, holder: str) -> NoReturn:
+    """The one-line refusal for a folder that another live run holds."""
+    cli.refuse("--checkpoint_dir", checkpoint_dir, f"is in use by another run: {holder}", f"wait until it ends, or {OTHER_DIR_FIX}")
+
+
+def take_lock(lock: RunLock, checkpoint_dir: str | os.PathLike) -> list[str]:
+    """Acquire the folder's lock for this run (refused when a live run has it); log lines about a dead holder."""
+    try:
+        dead_holder = lock.acquire()
+    except RunLockHeld as holder:
+        refuse_locked(checkpoint_dir, str(holder))
+    return [f"The lock of {dead_holder} (no longer running) was taken over"] if dead_holder else []
+
+
+def finished_message(start: RunStart, out_weights: str) -> str:
+    """What a re-run of a finished command prints."""
+    progress = start.resume.progress
+    paths = weights_paths(out_weights)
+    how = ("--fresh starts it over" if progress.step >= start.total_steps else
+           f"it stopped at --max_steps {start.stop_step} of {start.total_steps} steps: a higher --max_steps continues it")
+    return (f"This run is finished: step {progress.step} ({progress.frames:,} frames). Weights: {paths['latest']} (latest), "
+            f"{paths['best']} (best validation loss {progress.best_val_loss:.6g} at step {progress.best_val_step}). "
+            f"Nothing to do; {how}.")
+
+
+def prepare_folder(start: RunStart, checkpoint_dir: str | os.PathLike, out_weights: str) -> list[str]:
+    """Tidy the folder for this run (main process, holding the run lock); returns log lines saying what moved."""
+    manager = CheckpointManager(checkpoint_dir)
+    notes = [f"Removed {p} (a temporary file of a killed writer)"
+             for p in manager.remove_temporary_files() + remove_temporary_exports(out_weights)]
+    if start.unreadable:
+        target = manager.move_aside(start.unreadable)
+        notes.append(f"Checkpoints that do not load moved to {target}: {', '.join(p.name for p in start.unreadable)}")
+    if start.resume is None:
+        moved = move_previous_run(checkpoint_dir, out_weights)
+        if moved:
+            notes.append(f"Files of an earlier run (checkpoints, TensorBoard logs, exported weights) moved to {moved}")
+    return notes
