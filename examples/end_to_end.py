@@ -8,10 +8,11 @@
 2. Step 1 (1_generate_dataset.sh): download and convert them (random tiny MineCLIP: the demo flag).
 3. Step 2 (2_create_sampling.sh): split into training and validation episodes.
 4. Step 3 (3_train_finetune_template.sh): train the tiny policy from a saved random initialisation.
-5. Evaluate offline (training/evaluate_offline.py) and draw the training curves to a PNG.
-6. Check that it learned: on the validation episodes the fine-tuned weights must beat both their starting
-   point and the best constant guess on every metric the evaluation prints (NLL per frame, button and
-   camera accuracy). The example says which, and exits with status 1 when one is not beaten.
+5. Evaluate offline as training/evaluate_offline.py does and check that it learned: on the validation
+   episodes the fine-tuned weights must beat both their starting point and the best constant guess on
+   every metric the evaluation prints (NLL per frame, button and camera accuracy). The example says
+   LEARNED or NOT LEARNED (and what that means), and exits with status 1 when a metric is not beaten.
+6. Draw the training curves to a PNG.
 Every step runs the real script with its variables set in the environment; all output stays in --workdir.
 """
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from data.generation.synthetic_contractor import write_synthetic_dataset
     from embed_conditioned_policy import SteveAgentPolicy
-    from training.evaluate_offline import main as evaluate_main
+    from training.evaluate_offline import plot_training_curves
     from vpt_model.config import preset
     from vpt_model.model_files import save_policy_weights
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     with local_server(served) as url:
         print(f"=== generating {args.episodes} contractor-format recordings of {args.frames} frames, served at {url}", flush=True)
         write_synthetic_dataset(served, args.episodes, args.frames, seed=0, basedir=url)
+        print(f"=== generated in {time.time() - started:.0f}s", flush=True)
         run_script("1_generate_dataset.sh", {
             "INDEXES": url + "index.json", "N_EPISODES_CONTRACTOR": "-1", "OUTPUT_DIR": str(dataset),
             "CACHE_DIR": str(work / "contractor_cache"), "DEMO_RANDOM_MINECLIP": "1", "MIN_TIMESTEPS": "200",
@@ -127,12 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_DIR": str(work / "logs"), "NUM_WORKERS": "0", "MIXED_PRECISION": "no", "COMPILE": "",
     }, "--cpu")
 
-    print("\n=== evaluating on the validation episodes (no Minecraft needed)", flush=True)
     best = out_weights.with_name("demo_best.weights")
-    evaluate_main(["--in_model", "tiny", "--weights", str(init), str(best), "--sampling", "demo",
-                   "--sampling_dir", str(samplings), "--T", str(EVAL_T), "--max_samples", str(EVAL_SAMPLES),
-                   "--device", "cpu", "--tensorboard_dir", str(checkpoint_dir / "logs"), "--plot_dir", str(work)])
     learned = check_learning(init, best, samplings / "demo_val.txt")
+    print(f"Training curves: {plot_training_curves(checkpoint_dir / 'logs', work / 'training_curves.png')}")
 
     print(f"\nDone in {time.time() - started:.0f}s. Everything is under {work}:")
     for label, path in [("episodes (step 1)", dataset), ("sampling lists (step 2)", samplings),
@@ -158,41 +157,43 @@ def constant_guess(dataset, max_samples: int) -> dict[str, float]:
 
 
 def check_learning(init: Path, trained: Path, val_list: Path) -> bool:
-    """Print whether `trained` beats `init` and the best constant guess on every metric; True if it does."""
+    """Score both weights as training/evaluate_offline.py does, beside the best constant guess; print whether
+    `trained` beats `init` and the guess on every metric; True if it does."""
     from data.minecraft_dataset import MinecraftDataset, read_sampling_file
     from embed_conditioned_policy import SteveAgentPolicy
     from training.evaluate_offline import evaluate
     from vpt_model.config import preset
     from vpt_model.model_files import load_policy_weights
 
+    print("\n=== evaluating on the validation episodes (no Minecraft needed), as training/evaluate_offline.py does", flush=True)
     dataset = MinecraftDataset(read_sampling_file(val_list), EVAL_T, p_uncond=0.0, train=False)
-    scores = {}
-    for name, path in (("start", init), ("fine-tuned", trained)):
+    rows = {}
+    for path in (init, trained):
         policy = SteveAgentPolicy(preset("tiny"))
         load_policy_weights(policy, path)
-        scores[name] = evaluate(policy, dataset, EVAL_SAMPLES, "cpu")
-    scores["constant guess"] = constant_guess(dataset, EVAL_SAMPLES)
-    print("\n=== did fine-tuning learn? (the validation frames scored above)")
-    print(f"{'metric':16s} {'start':>8s} {'fine-tuned':>11s} {'best constant guess':>20s}")
-    failed = []
-    for metric, lower_is_better in (("nll_per_frame", True), ("button_accuracy", False), ("camera_accuracy", False)):
-        start, tuned, guess = (scores[k][metric] for k in ("start", "fine-tuned", "constant guess"))
-        beats = all((tuned < other) if lower_is_better else (tuned > other) for other in (start, guess))
-        if not beats:
-            failed.append(metric)
-        print(f"{metric:16s} {start:8.3f} {tuned:11.3f} {guess:20.3f}  {'beaten' if beats else 'NOT BEATEN'}"
-              f" ({'lower' if lower_is_better else 'higher'} is better)")
+        rows[str(path)] = evaluate(policy, dataset, EVAL_SAMPLES, "cpu")
+    rows["best constant guess"] = constant_guess(dataset, EVAL_SAMPLES)
+    print(f"{'weights':60s} {'NLL/frame':>10s} {'buttons acc':>12s} {'camera acc':>11s}")
+    for name, row in rows.items():
+        print(f"{name:60s} {row['nll_per_frame']:10.4f} {row['button_accuracy']:12.3f} {row['camera_accuracy']:11.3f}")
+    start, tuned, guess = rows.values()
+    failed = [label for metric, label, lower in (("nll_per_frame", "NLL/frame", True),
+                                                 ("button_accuracy", "buttons acc", False),
+                                                 ("camera_accuracy", "camera acc", False))
+              if not all(tuned[metric] < other[metric] if lower else tuned[metric] > other[metric] for other in (start, guess))]
     if not failed:
-        print("LEARNED: the fine-tuned weights beat their starting point and the best constant guess on every metric. "
-              "The frames here show which action is taken, so this says the whole pipeline (recordings -> episodes -> "
-              "sampling -> training -> exported weights) keeps frames and actions together and trains the policy on them.")
+        print("LEARNED: the fine-tuned weights beat their starting point and the best constant guess on every metric "
+              "(lower NLL, higher accuracies). The frames here show which action is taken, so this says the whole "
+              "pipeline (recordings -> episodes -> sampling -> training -> exported weights) keeps frames and actions "
+              "together and trains the policy on them.")
         return True
-    print(f"NOT LEARNED on {', '.join(failed)}. With the example's default settings this means the pipeline is "
-          "broken, not that the model is too small: these frames show the action, so a working pipeline learns it "
-          "(with a smaller --train_frames it can also mean too little training). Suspect whatever changed in the "
-          "conversion (actions no longer aligned with their frames), the sampling, the training loop or the weight "
-          "export. On your own data the same result would mean the fine-tuned policy predicts the recorded actions "
-          "no better than a constant guess: train longer or at another learning rate, and check the episodes "
+    print(f"NOT LEARNED on {', '.join(failed)}: the fine-tuned weights do not beat both their starting point and the "
+          "best constant guess there. With the example's default settings this means the pipeline is broken, not "
+          "that the model is too small: these frames show the action, so a working pipeline learns it (with a "
+          "smaller --train_frames it can also mean too little training). Suspect whatever changed in the conversion "
+          "(actions no longer aligned with their frames), the sampling, the training loop or the weight export. On "
+          "your own data the same result would mean the fine-tuned policy predicts the recorded actions no better "
+          "than a constant guess: train longer or at another learning rate, and check the episodes "
           "(data/EpisodeStorage.py --validate, data/diagnose_dataset.py).")
     return False
 
