@@ -88,6 +88,8 @@ class Rollout:
     weights: int  # index into the agents
     video: Path
     settings: dict[str, Any]
+    seed: int  # the world's and the agent's
+    prior_seed: int
 
 
 def _slug(text: str) -> str:
@@ -167,14 +169,17 @@ def _identity(path: str, cache: dict[str, dict]) -> dict:
 
 
 def plan_rollouts(args: Any, prompts: list[prompt_files.Prompt], labels: list[str], environment: str) -> list[Rollout]:
-    """Every video of the run with the settings its record will hold (files hashed once each)."""
+    """Every video of the run with the settings its record will hold (files hashed once each) and its seeds:
+    video i of every prompt gets --seed + i (or a seed from OS entropy shared by all weights files)."""
     hashes: dict[str, dict] = {}
     in_model = {"preset": args.in_model} if not Path(args.in_model).is_file() else _identity(args.in_model, hashes)
     plan = []
     save_dir = Path(args.save_dirpath)
     for prompt in prompts:
         text_or_video = prompt.text is not None or prompt.is_video
+        prior_seed = args.seed if args.seed is not None else secrets.randbelow(SEED_LIMIT)
         for index in range(args.num_videos):
+            seed = args.seed + index if args.seed is not None else secrets.randbelow(SEED_LIMIT)
             for w, (weights, label) in enumerate(zip(args.in_weights, labels)):
                 folder = save_dir if len(labels) == 1 else save_dir / _slug(label)
                 settings = {
@@ -191,11 +196,11 @@ def plan_rollouts(args: Any, prompts: list[prompt_files.Prompt], labels: list[st
                     "max_steps": args.gameplay_length,
                     "prompt_overlay": args.overlay_prompt,
                 }
-                plan.append(Rollout(prompt, index, w, folder / f"{prompt.name}_{index:02d}.mp4", settings))
+                plan.append(Rollout(prompt, index, w, folder / f"{prompt.name}_{index:02d}.mp4", settings, seed, prior_seed))
     return plan
 
 
-def skip_finished(parser: cli.ArgumentParser, plan: list[Rollout], seed_given: bool, seeds: dict) -> list[Rollout]:
+def skip_finished(parser: cli.ArgumentParser, plan: list[Rollout], seed_given: bool) -> list[Rollout]:
     """The rollouts still to run; refuses when a record of another configuration is in the way."""
     todo = []
     for rollout in plan:
@@ -206,7 +211,7 @@ def skip_finished(parser: cli.ArgumentParser, plan: list[Rollout], seed_given: b
         if existing is None or existing.get("ended") == "env_died":  # not done yet, or to be tried again
             todo.append(rollout)
             continue
-        planned = {**rollout.settings, "seed": seeds[(rollout.prompt, rollout.index)]}
+        planned = {**rollout.settings, "seed": rollout.seed}
         differences = settings_differences(existing, planned, seed_given)
         if differences:
             parser.refuse("--save_dirpath", rollout.video.parent,
@@ -251,41 +256,43 @@ def _main(argv: list[str] | None) -> int:
         make_env = lambda: ReplayEnv(args.replay_env)  # noqa: E731
     else:
         make_env, environment = make_minerl_env, ENV_DESCRIPTION
-    seed_given = args.seed is not None
-    prompt_seed = {p: args.seed if seed_given else secrets.randbelow(SEED_LIMIT) for p in prompts}
-    seeds = {(p, i): (args.seed + i if seed_given else secrets.randbelow(SEED_LIMIT))
-             for p in prompts for i in range(args.num_videos)}
     print(f"{len(prompts)} prompt(s) x {args.num_videos} video(s) x {len(labels)} weights file(s); hashing the files...")
     plan = plan_rollouts(args, prompts, labels, environment)
-    todo = skip_finished(parser, plan, seed_given, seeds)
+    todo = skip_finished(parser, plan, args.seed is not None)
     print(f"{len(plan) - len(todo)} of {len(plan)} rollouts already done in {args.save_dirpath}")
     if todo:
         agents = load_agents(parser, args, device)
-        embedder = prompt_files.GoalEmbedder(args.mineclip_weights, args.prior_weights, device, args.deterministic_prior)
-        died = run_rollouts(args, todo, agents, embedder, make_env, seeds, prompt_seed, device, seed_given)
-        if died:
+        goals = goal_embeddings(args, todo, device)
+        if run_rollouts(args, todo, agents, goals, make_env, device):
             return 1
     if len(labels) > 1:
         write_comparisons(plan, labels, Path(args.save_dirpath) / SIDE_BY_SIDE_DIR)
     return 0
 
 
-def run_rollouts(args: Any, todo: list[Rollout], agents: list, embedder: prompt_files.GoalEmbedder, make_env,
-                 seeds: dict, prompt_seed: dict, device: str, seed_given: bool) -> bool:
+def goal_embeddings(args: Any, todo: list[Rollout], device: str) -> dict[prompt_files.Prompt, np.ndarray]:
+    """The goal embedding of every prompt still to run (before any rollout, so a bad file stops nothing midway)."""
+    embedder = prompt_files.GoalEmbedder(args.mineclip_weights, args.prior_weights, device, args.deterministic_prior)
+    goals = {}
+    for rollout in todo:
+        prompt = rollout.prompt
+        if prompt not in goals:
+            try:
+                goals[prompt] = embedder.goal(prompt, rollout.prior_seed)
+            except (ValueError, KeyError, OSError, RuntimeError) as error:
+                cli.refuse(prompt.source, prompt.describe(), f"gives no goal embedding ({error})",
+                           "check --mineclip_weights and --prior_weights")
+    return goals
+
+
+def run_rollouts(args: Any, todo: list[Rollout], agents: list, goals: dict, make_env, device: str) -> bool:
     """Run the planned rollouts in order, writing each video and record; True when the environment died for good."""
     from rollout.episode import VIDEO_FPS, EnvHolder, run_episode
 
     holder = EnvHolder(make_env)
-    goals: dict[prompt_files.Prompt, np.ndarray] = {}
     try:
         for rollout in tqdm(todo, desc="rollouts", unit="video"):
-            prompt = rollout.prompt
-            if prompt not in goals:
-                try:
-                    goals[prompt] = embedder.goal(prompt, prompt_seed[prompt])
-                except (ValueError, OSError, RuntimeError) as error:
-                    raise cli.SettingError(f"{prompt.source} {prompt.describe()}: no goal embedding ({error})") from None
-            seed = seeds[(prompt, rollout.index)]
+            prompt, seed = rollout.prompt, rollout.seed
             rollout.video.parent.mkdir(parents=True, exist_ok=True)
             result = run_episode(
                 holder, agents[rollout.weights], goals[prompt], rollout.settings["cond_scale"], seed,
@@ -299,8 +306,9 @@ def run_rollouts(args: Any, todo: list[Rollout], agents: list, embedder: prompt_
                 "prompt_source": prompt.source,
                 "cond_scale_source": "--cond_scale" if args.cond_scale is not None else f"default for {prompt.kind} prompts",
                 "seed": seed,
-                "seed_source": f"--seed {args.seed} + video index {rollout.index}" if seed_given else "OS entropy (no --seed)",
-                "prior_seed": prompt_seed[prompt] if prompt.text is not None else None,
+                "seed_source": f"--seed {args.seed} + video index {rollout.index}" if args.seed is not None
+                else "OS entropy (no --seed)",
+                "prior_seed": rollout.prior_seed if prompt.text is not None else None,
                 "steps": result.steps, "ended": result.ended,
                 "env_restarts": result.env_restarts, "env_failures": result.env_failures,
                 "wall_time_s": result.wall_time_s,

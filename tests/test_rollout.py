@@ -318,6 +318,10 @@ REFUSALS = [
     ("negative seed", lambda f, t: ["--visual_prompt", str(f["goal"]), "--seed", "-1"], "--seed"),
     ("abbreviation", lambda f, t: ["--visual_prompt", str(f["goal"]), "--gameplay", "3"], "unrecognized arguments"),
     ("bad device", lambda f, t: ["--visual_prompt", str(f["goal"]), "--device", "gpu"], "--device gpu: is not a device"),
+    ("not a weights file", lambda f, t: ["--visual_prompt", str(f["goal"]), "--in_weights", str(f["clip"])],
+     "does not load with --in_model"),
+    ("not a MineCLIP file", lambda f, t: ["--custom_text_prompt", "dig", "--prior_weights", str(f["base"]),
+                                          "--mineclip_weights", str(f["base"])], "'dig': gives no goal embedding"),
     ("missing replay", lambda f, t: ["--visual_prompt", str(f["goal"]), "--replay_env", str(t / "none.mp4")],
      "--replay_env {t}/none.mp4: not found"),
 ]
