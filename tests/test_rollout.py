@@ -183,7 +183,7 @@ def test_video_prompt_is_embedded_from_its_first_16_frames(files, tmp_path, monk
 def test_cond_scale_and_seed_reach_the_agent(files, tmp_path, capture_agent):
     def actions(out: str, *extra: str) -> list[dict]:
         capture_agent["actions"].clear()
-        assert run_agent.main(_args(files, tmp_path / out, "--visual_prompt", str(files["goal"]), "--gameplay_length", "8",
+        assert run_agent.main(_args(files, tmp_path / out, "--visual_prompt", str(files["goal"]), "--gameplay_length", "4",
                                     *extra)) == 0
         return list(capture_agent["actions"])
 
