@@ -37,10 +37,10 @@ CUSTOM_OUTPUT_DIR=${CUSTOM_OUTPUT_DIR:-data/dataset_custom}
 IDM_MODEL=${IDM_MODEL:-data/weights/vpt/4x_idm.model}
 IDM_WEIGHTS=${IDM_WEIGHTS:-data/weights/vpt/4x_idm.weights}
 # The interpreter that runs the step (the toolkit's .venv)
-TOOLKIT_PYTHON=${TOOLKIT_PYTHON:-.venv/bin/python}
+PYTHON=${PYTHON:-.venv/bin/python}
 
 # Contractor indexes, then your recordings, then a validation of every dataset written (one Python entrypoint)
-"$TOOLKIT_PYTHON" data/generation/generate_dataset.py --indexes "$INDEXES" --num_episodes "$N_EPISODES_CONTRACTOR" \
+"$PYTHON" data/generation/generate_dataset.py --indexes "$INDEXES" --num_episodes "$N_EPISODES_CONTRACTOR" \
   --output_dir "$OUTPUT_DIR" --cache_dir "$CACHE_DIR" --mineclip_weights "$MINECLIP_WEIGHTS" \
   ${DEMO_RANDOM_MINECLIP:+--demo_random_mineclip} --mineclip_batch_size "$MINECLIP_BATCH_SIZE" ${JOBS:+--jobs "$JOBS"} \
   --download_workers "$DOWNLOAD_WORKERS" --worker_id "$WORKER_ID" --num_workers "$NUM_WORKERS" \

@@ -4,13 +4,19 @@ It needs no MineRL: it takes an observation dict with a `pov` frame (any size, R
 is 360x640) and returns a MineRL env action dict.
 
     agent = MineRLConditionalAgent.from_files("data/weights/vpt/2x.model", "data/weights/steve1/steve1.weights")
-    agent.reset(cond_scale=6.0)
+    agent.reset(cond_scale=6.0, seed=0)
     action = agent.get_action(obs, goal_embed)      # goal_embed: (512,) MineCLIP embedding
+
+Sampling: actions are drawn with the agent's own torch.Generator. With a seed (at construction or at
+`reset`) the same observations give the same actions; without one the generator is seeded from the
+operating system's entropy, so two processes never share their action noise (an unseeded
+torch.Generator would start from the same fixed seed in every process).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import cv2
 import numpy as np
@@ -39,8 +45,7 @@ class MineRLConditionalAgent:
         self.policy = policy.to(self.device).eval()
         self.frame_size = tuple(policy.config.img_shape[:2])
         self.generator = torch.Generator(device=self.device)
-        if seed is not None:
-            self.generator.manual_seed(seed)
+        self.generator.manual_seed(seed if seed is not None else secrets.randbits(63))
         self.reset(cond_scale=None)
 
     @classmethod
@@ -52,9 +57,15 @@ class MineRLConditionalAgent:
         load_policy_weights(policy, in_weights)
         return cls(policy, device=device, seed=seed)
 
-    def reset(self, cond_scale: float | None = None) -> None:
-        """Start a new episode. With `cond_scale` set, run the conditional and unconditional policy side by side."""
+    def reset(self, cond_scale: float | None = None, seed: int | None = None) -> None:
+        """Start a new episode. With `cond_scale` set, run the conditional and unconditional policy side by side.
+
+        `seed` restarts the action sampling from that seed (an episode reproducible on its own);
+        None continues the current stream.
+        """
         self.cond_scale = cond_scale
+        if seed is not None:
+            self.generator.manual_seed(seed)
         batch = 1 if cond_scale is None else 2
         self.state = self.policy.initial_state(batch, self.device)
 
@@ -68,12 +79,19 @@ class MineRLConditionalAgent:
         if self.cond_scale is not None:
             img = img.expand(2, -1, -1, -1, -1)
             goal_t = torch.cat([goal_t, torch.zeros_like(goal_t)])  # row 1: unconditional (zero goal)
-        first = torch.zeros(img.shape[0], 1, dtype=torch.bool, device=self.device)
-        pd, _, self.state = self.policy({"img": img, "mineclip_embed": goal_t}, first, self.state)
-        pd = {k: v[:, 0] for k, v in pd.items()}
+        pd = self._policy_step(img, goal_t)
         if self.cond_scale is not None:
             pd = classifier_free_guidance({k: v[:1] for k, v in pd.items()}, {k: v[1:] for k, v in pd.items()}, self.cond_scale)
         return pd
+
+    def _policy_step(self, img: torch.Tensor, goal: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One policy call on one frame: img (B, 1, H, W, 3) uint8, goal (B, 1, 512) -> log-probs (B, N); advances the state.
+
+        The only place the policy runs while acting, so a faster path (e.g. CUDA graphs) can replace it.
+        """
+        first = torch.zeros(img.shape[0], 1, dtype=torch.bool, device=self.device)  # the state is reset by reset()
+        pd, _, self.state = self.policy({"img": img, "mineclip_embed": goal}, first, self.state)
+        return {k: v[:, 0] for k, v in pd.items()}
 
     def get_action(self, obs: dict, goal_embed: np.ndarray, deterministic: bool = False) -> dict:
         """One env step: MineRL observation + goal embedding -> MineRL env action dict."""

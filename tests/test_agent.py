@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
-from MineRLConditionalAgent import MineRLConditionalAgent
+from MineRLConditionalAgent import MineRLConditionalAgent, resize_frame
 from vpt_model.action_space import ENV_BUTTONS
 from vpt_model.model_files import save_policy_weights, write_model_file
 
@@ -61,16 +62,50 @@ def test_guided_log_probs_follow_formula(tiny_policy):
     torch.testing.assert_close(pd["camera"], 3.0 * cond["camera"] - 2.0 * uncond["camera"], atol=1e-5, rtol=1e-5)
 
 
-def test_get_action_returns_minerl_action_and_resizes_pov(tiny_policy):
+def test_get_action_returns_a_minerl_action(tiny_policy):
     agent = MineRLConditionalAgent(tiny_policy, "cpu", seed=0)
     agent.reset(cond_scale=5.0)
     action = agent.get_action(_obs(3), _goal())
     assert set(action) == set(ENV_BUTTONS) | {"camera"}
     assert action["camera"].shape == (2,) and all(v in (0, 1) for k, v in action.items() if k != "camera")
-    # a pov already at 128x128 gives the same distribution as one resized from it
-    small = {"pov": np.ascontiguousarray(_obs(4)["pov"][:128, :128])}
-    a, b = MineRLConditionalAgent(tiny_policy, "cpu"), MineRLConditionalAgent(tiny_policy, "cpu")
-    torch.testing.assert_close(a.action_distribution(small, _goal())["buttons"], b.action_distribution(small, _goal())["buttons"])
+
+
+def test_a_minerl_frame_is_resized_as_vpt_does(tiny_policy):
+    """A 360x640 frame must reach the policy as cv2.resize(frame, (128, 128), INTER_LINEAR), nothing else."""
+    pov = _obs(4)["pov"]
+    linear = cv2.resize(pov, (128, 128), interpolation=cv2.INTER_LINEAR)
+    area = cv2.resize(pov, (128, 128), interpolation=cv2.INTER_AREA)
+    assert np.abs(linear.astype(int) - area.astype(int)).mean() > 10  # the two resizes differ a lot on noise
+
+    def dist(frame):
+        agent = MineRLConditionalAgent(tiny_policy, "cpu")
+        return agent.action_distribution({"pov": frame}, _goal())["buttons"]
+
+    from_minerl = dist(pov)
+    torch.testing.assert_close(from_minerl, dist(linear), rtol=0, atol=0)
+    assert not torch.allclose(from_minerl, dist(area), atol=1e-4)
+    # height and width in the right order: a non-square target shows a swap
+    frame = np.random.default_rng(5).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    resized = resize_frame(frame, (20, 40))
+    assert resized.shape == (20, 40, 3)
+    np.testing.assert_array_equal(resized, cv2.resize(frame, (40, 20), interpolation=cv2.INTER_LINEAR))
+    assert resize_frame(linear, (128, 128)) is linear  # already the policy's size: passed through
+
+
+def test_unseeded_agents_draw_from_os_entropy(tiny_policy):
+    """Without a seed each agent (and so each process) has its own action noise; with one, the same noise."""
+    seeds = {MineRLConditionalAgent(tiny_policy, "cpu").generator.initial_seed() for _ in range(3)}
+    assert len(seeds) == 3
+    assert seeds.isdisjoint({torch.Generator().initial_seed()})  # not torch's fixed default seed
+    assert MineRLConditionalAgent(tiny_policy, "cpu", seed=9).generator.initial_seed() == 9
+
+    def actions(agent, seed=None):
+        agent.reset(cond_scale=6.0, seed=seed)
+        return [sorted((k, np.asarray(v).tolist()) for k, v in agent.get_action(_obs(s), _goal()).items()) for s in range(4)]
+
+    one, two = MineRLConditionalAgent(tiny_policy, "cpu"), MineRLConditionalAgent(tiny_policy, "cpu")
+    assert actions(one) != actions(two)
+    assert actions(one, seed=3) == actions(two, seed=3)  # reset(seed=...) restarts the stream
 
 
 def test_seeded_sampling_is_repeatable_and_reset_clears_state(tiny_policy):

@@ -383,7 +383,7 @@ def test_the_script_runs_every_index_then_custom_data(tmp_path):
            "INDEXES": f"{_local_index(tmp_path, src, ['rec1'])} {other / 'index.json'}",
            "N_EPISODES_CONTRACTOR": "-1", "OUTPUT_DIR": str(tmp_path / "contractor"), "CACHE_DIR": str(tmp_path / "cache"),
            "DEMO_RANDOM_MINECLIP": "1", "MIN_TIMESTEPS": "16", "JOBS": "1", "CUSTOM_INPUT_DIR": str(tmp_path / "in"),
-           "CUSTOM_OUTPUT_DIR": str(tmp_path / "custom"), "TOOLKIT_PYTHON": sys.executable}
+           "CUSTOM_OUTPUT_DIR": str(tmp_path / "custom"), "PYTHON": sys.executable}
     result = subprocess.run(["bash", "1_generate_dataset.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

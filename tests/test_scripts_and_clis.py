@@ -112,7 +112,7 @@ def test_embed_cli_text_prior_and_video(tmp_path, monkeypatch):
 def test_the_readme_example_runs_end_to_end(tmp_path):
     """The README's main command (examples/end_to_end.py), smaller: every step's real script, then evaluation."""
     result = subprocess.run([sys.executable, "examples/end_to_end.py", "--workdir", str(tmp_path / "run"), "--episodes", "4",
-                             "--frames", "260", "--train_frames", "1024"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             "--frames", "260", "--train_frames", "2400"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -121,5 +121,6 @@ def test_the_readme_example_runs_end_to_end(tmp_path):
     rows = {line.split()[0].rsplit("/", 1)[-1]: float(line.split()[1]) for line in out.splitlines()
             if line.startswith(str(tmp_path)) and line.split()[0].endswith(".weights")}
     assert rows["demo_best.weights"] < rows["tiny_init.weights"]  # NLL per frame fell
+    assert "LEARNED: the fine-tuned weights beat their starting point and the best constant guess" in out
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     assert list((tmp_path / "run" / "dataset_contractor").iterdir())

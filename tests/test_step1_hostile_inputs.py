@@ -385,8 +385,6 @@ def test_a_bad_setting_is_refused_in_one_line_before_any_work(tmp_path, extra, e
 @pytest.mark.parametrize("variable, value, expected", [
     ("BATCH_SIZE", "64", "BATCH_SIZE=64: this setting is now MINECLIP_BATCH_SIZE (frames per MineCLIP forward; BATCH_SIZE "
                          "is the training batch in step 3); unset BATCH_SIZE and set MINECLIP_BATCH_SIZE instead"),
-    ("PYTHON", "python3", "PYTHON=python3: this setting is now TOOLKIT_PYTHON (the interpreter that runs a step; "
-                          "setup_env.sh builds .venv with BASE_PYTHON); unset PYTHON and set TOOLKIT_PYTHON instead"),
 ])
 def test_an_old_variable_name_in_the_environment_is_refused(tmp_path, monkeypatch, capsys, variable, value, expected):
     monkeypatch.setenv(variable, value)

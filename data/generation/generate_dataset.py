@@ -40,7 +40,6 @@ PROGRAM = "1_generate_dataset.sh"
 # Variables of 1_generate_dataset.sh that were renamed: one name means one thing across the toolkit.
 RENAMED_VARIABLES = {
     "BATCH_SIZE": ("MINECLIP_BATCH_SIZE", "frames per MineCLIP forward; BATCH_SIZE is the training batch in step 3"),
-    "PYTHON": ("TOOLKIT_PYTHON", "the interpreter that runs a step; setup_env.sh builds .venv with BASE_PYTHON"),
 }
 
 
