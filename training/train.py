@@ -40,6 +40,7 @@ from training.checkpointing import (
 from training.lr_schedule import learning_rate_at
 from training.metrics import MetricsLogger, hparams_markdown
 from training.optim import FREEZABLE_PARTS, apply_freeze, make_optimizer, trainable_summary
+from training.performance import speed_up_training
 from vpt_model.model_files import load_policy_config, load_policy_weights, save_policy_weights
 from vpt_model.policy import detach_state
 
@@ -76,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--max_grad_norm", type=float, default=5.0, help="clip the accumulated gradient to this L2 norm")
     a("--freeze", default="", help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer)")
     a("--seed", type=int, default=42, help="seed of the data order, goals, p_uncond draws and initialisation")
-    a("--compile", action="store_true", help="torch.compile the policy (GPU; slower start, faster steps)")
+    a("--compile", action="store_true", help="torch.compile each CNN stack and transformer block (GPU; slower start, faster steps; training/performance.py)")
+    a("--low_memory", action="store_true", help="memory mode: backward recomputes cheap work instead of keeping it (less GPU memory, a little slower; training/performance.py)")
     a("--cpu", action="store_true", help="force the CPU even when a GPU is present")
     a("--mixed_precision", default=None, choices=["no", "bf16", "fp16"], help="override accelerate's setting (accelerate launch --mixed_precision bf16 is the usual way)")
     # schedule of evaluation and saving (in optimizer steps)
@@ -214,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"Data: {len(train_set):,} training samples ({train_set.total_frames:,} frames) from {len(train_dirs)} episodes, "
              f"{len(val_set):,} validation samples from {len(val_dirs)} episodes; {sampler.batches_per_epoch:,} batches per epoch")
 
+    speed_up_training(policy, compile_regions=args.compile, low_memory=args.low_memory)
     model, optimizer = accelerator.prepare(policy, optimizer)
-    if args.compile:
-        model = torch.compile(model)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     paths = weights_paths(args.out_weights)
 

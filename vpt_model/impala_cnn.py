@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpt_model.layers import GroupNorm, NormedLayer
+from vpt_model.layers import GroupNorm, NormedLayer, max_pool_3x3_s2
 
 
 class CnnBasicBlock(nn.Module):
@@ -25,7 +25,12 @@ class CnnBasicBlock(nn.Module):
 
 
 class CnnDownStack(nn.Module):
-    """firstconv -> 3x3/2 max-pool -> GroupNorm `n` -> residual blocks; halves the spatial size."""
+    """firstconv -> 3x3/2 max-pool -> GroupNorm `n` -> residual blocks; halves the spatial size.
+
+    The firstconv's ReLU runs after the max-pool: relu(max(a)) == max(relu(a)) exactly, gradients
+    included (the same element wins each window), and the pooled tensor is a quarter of the size, so
+    backward keeps a quarter-size ReLU mask instead of a full-size one.
+    """
 
     def __init__(
         self,
@@ -38,20 +43,28 @@ class CnnDownStack(nn.Module):
         init_scale: float,
     ) -> None:
         super().__init__()
-        self.firstconv = NormedLayer(in_channels, out_channels, "conv", norm=norm if first_conv_norm else None)
+        self.firstconv = NormedLayer(
+            in_channels, out_channels, "conv", norm=norm if first_conv_norm else None, activation=False
+        )
         self.n = GroupNorm(post_pool_groups, out_channels) if post_pool_groups is not None else None
         self.blocks = nn.ModuleList(
             [CnnBasicBlock(out_channels, norm, init_scale / math.sqrt(nblock)) for _ in range(nblock)]
         )
+        # training/performance.py sets these where the stack is compiled (same values and gradients): the
+        # output is channels-last, the layout of the compiled convolutions, so no layout copy happens
+        # between stacks in either direction; the max-pool is max_pool_3x3_s2.
+        self.channels_last = False
+        self.compiled_pool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.firstconv(x)
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = max_pool_3x3_s2(x) if self.compiled_pool else F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = F.relu(x)
         if self.n is not None:
             x = self.n(x)
         for block in self.blocks:
             x = block(x)
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 class ImpalaCNN(nn.Module):
