@@ -10,10 +10,8 @@ Variants:
   eager            the plain modules
   compile          torch.compile of the whole policy (this project's default before regional compilation)
   regional         training/performance.py: each CNN stack and transformer block compiled (the default now)
-  regional_atenpool    regional with F.max_pool2d instead of max_pool_3x3_s2
-  regional_nolayout    regional with F.max_pool2d and the stacks' outputs in eager's layout
-  regional_lowmem  regional + the memory mode (elementwise work recomputed in backward)
-  eager_lowmem     the memory mode without compilation (the first CNN stack recomputed in backward, in groups)
+  regional_lowmem  regional + the memory mode (the first CNN stack recomputed in backward, in groups)
+  eager_lowmem     the memory mode without compilation
 Prints one JSON line per variant: frames/s, % of the bf16 peak (45.3 GFLOP per trained frame, SPEC.md
 section 3, over --peak_tflops), peak GiB, the seconds until the first step ended (compilation included).
 --check also prints, for each compiled variant, the largest difference of the heads' log-probs and of one
@@ -41,7 +39,7 @@ from vpt_model.config import preset
 from vpt_model.policy import detach_state
 
 TRAIN_GFLOP_PER_FRAME = 45.3  # SPEC.md section 3: 3 x 15.1 GFLOP forward (2x policy)
-VARIANTS = ("eager", "compile", "regional", "regional_atenpool", "regional_nolayout", "regional_lowmem", "eager_lowmem")
+VARIANTS = ("eager", "compile", "regional", "regional_lowmem", "eager_lowmem")
 
 
 def parse_args() -> argparse.Namespace:
@@ -72,8 +70,7 @@ def random_window(batch: int, t: int, device: str, generator: torch.Generator) -
 
 def speed_up(policy: SteveAgentPolicy, variant: str, args: argparse.Namespace) -> None:
     speed_up_training(policy, compile_regions=variant.startswith("regional"), low_memory=variant.endswith("lowmem"),
-                      chunks=args.chunks, compiled_pool=variant not in ("regional_atenpool", "regional_nolayout"),
-                      channels_last=variant != "regional_nolayout")
+                      chunks=args.chunks)
 
 
 def build(variant: str, args: argparse.Namespace) -> tuple[SteveAgentPolicy, torch.nn.Module]:
@@ -258,7 +255,7 @@ def main() -> None:
         print(json.dumps(measure(variant, args, args.profile if i == 0 else None)), flush=True)
         if args.check and variant.startswith(("regional", "compile")):
             print(json.dumps(check_against_fp32(args, variant)), flush=True)
-        torch._dynamo.reset()  # the next variant compiles afresh (memory mode is not part of dynamo's guards)
+        torch._dynamo.reset()  # each variant's first step includes its own compilation
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
 

@@ -8,16 +8,13 @@ its own instead of the whole policy. The four transformer blocks share their com
 less to compile (a faster start), and the compiled graphs are found in torch.compile's on-disk cache on
 the next launch. Compiled code runs only while gradients are on: no-grad calls (validation, acting) run
 the same modules eagerly, so they never compile anything. Shapes are static: a run whose windows all have
-one shape compiles each region once. The compiled stacks use `max_pool_3x3_s2` (vpt_model/layers.py): the
-same values and gradients as F.max_pool2d, channels-last and with int8 window positions kept for backward;
-they pass channels-last tensors to each other, the layout the compiled convolutions use.
+one shape compiles each region once, before its first optimizer step.
 
-Memory mode (`low_memory`), same gradients, less memory, some speed:
-- compiled: backward recomputes the cheap elementwise work (the norms' outputs, ReLUs, residual sums) from
-  the convolutions' inputs instead of keeping it (torch.compile's partitioner with
-  aggressive_recomputation); the convolutions are not recomputed.
-- eager: the first CNN stack (64x64, 128 channels, about half of the activations) keeps only its input and
-  is recomputed during backward, `chunks` groups of frames at a time (torch.utils.checkpoint per group).
+Memory mode (`low_memory`): the first CNN stack (64x64, 128 channels, about half of the activations kept
+for backward) keeps only its input and is recomputed during backward, `chunks` groups of frames at a
+time (torch.utils.checkpoint per group), so its activations never exist for the whole batch at once. The
+gradients are those of the plain model (the same computation, summed over the groups); it costs one more
+forward pass of that stack. Works compiled and eager.
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch._functorch.config
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -37,8 +33,6 @@ def speed_up_training(
     *,
     compile_regions: bool = True,
     low_memory: bool = False,
-    channels_last: bool = True,
-    compiled_pool: bool = True,
     chunks: int = 4,
     backend: str = "inductor",
 ) -> None:
@@ -46,47 +40,40 @@ def speed_up_training(
 
     compile_regions: torch.compile each CNN stack and each transformer block (static shapes; only while
         gradients are on). `backend` is torch.compile's backend ("inductor"; tests use "aot_eager").
-    low_memory: the memory mode (see the module docstring); `chunks` groups of frames are recomputed one
-        after another in the eager variant (the frames of a window, batch x trunc_t, should divide evenly).
-    channels_last: compiled stacks hand channels-last tensors on (False: the layout eager mode gives).
-    compiled_pool: compiled stacks pool with max_pool_3x3_s2 (False: F.max_pool2d).
-    Raises ValueError if the policy was already changed (a second call would wrap twice).
+    low_memory: the memory mode (see the module docstring); the frames of a window (batch x trunc_t) are
+        recomputed in `chunks` groups (if they do not divide evenly, the last group compiles once more).
+    Raises ValueError if the policy was already changed (a second call would wrap twice) or chunks < 1.
     """
     stacks = policy.net.img_process.cnn.stacks
     blocks = policy.net.recurrent_layer.blocks
     if any(getattr(m, _MARK, False) for m in [*stacks, *blocks]):
         raise ValueError("speed_up_training was already applied to this policy")
+    if chunks < 1:
+        raise ValueError(f"chunks must be >= 1, got {chunks}")
     if compile_regions:
-        for stack in stacks:
-            stack.channels_last = channels_last
-            stack.compiled_pool = compiled_pool
         for module in [*stacks, *blocks]:
-            _compile_while_training(module, backend, recompute_elementwise=low_memory)
-    elif low_memory:
+            _compile_while_training(module, backend)
+    if low_memory:
         _recompute_in_chunks(stacks[0], chunks)
     for module in [*stacks, *blocks]:
         setattr(module, _MARK, True)
 
 
-def _compile_while_training(module: nn.Module, backend: str, recompute_elementwise: bool) -> None:
+def _compile_while_training(module: nn.Module, backend: str) -> None:
     """Run `module` compiled while gradients are on, eagerly otherwise (no compilation for no-grad calls)."""
     eager_forward = module.forward
     compiled_forward = torch.compile(eager_forward, backend=backend, dynamic=False)
 
     def forward(*args, **kwargs):
-        if not torch.is_grad_enabled():
-            return eager_forward(*args, **kwargs)
-        # The partitioner reads this while compiling (the first call) and it is part of the compile cache key.
-        with torch._functorch.config.patch(aggressive_recomputation=recompute_elementwise):
+        if torch.is_grad_enabled():
             return compiled_forward(*args, **kwargs)
+        return eager_forward(*args, **kwargs)
 
     module.forward = forward
 
 
 def _recompute_in_chunks(module: nn.Module, chunks: int) -> None:
     """Keep only the input of `module` for backward and recompute its forward there, `chunks` groups at a time."""
-    if chunks < 1:
-        raise ValueError(f"chunks must be >= 1, got {chunks}")
     inner: Callable[[torch.Tensor], torch.Tensor] = module.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:

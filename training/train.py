@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--freeze", default="", help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer)")
     a("--seed", type=int, default=42, help="seed of the data order, goals, p_uncond draws and initialisation")
     a("--compile", action="store_true", help="torch.compile each CNN stack and transformer block (GPU; slower start, faster steps; training/performance.py)")
-    a("--low_memory", action="store_true", help="memory mode: backward recomputes cheap work instead of keeping it (less GPU memory, a little slower; training/performance.py)")
+    a("--low_memory", action="store_true", help="memory mode: recompute the first CNN stack during backward (about half the activation memory, ~25%% slower; training/performance.py)")
     a("--cpu", action="store_true", help="force the CPU even when a GPU is present")
     a("--mixed_precision", default=None, choices=["no", "bf16", "fp16"], help="override accelerate's setting (accelerate launch --mixed_precision bf16 is the usual way)")
     # schedule of evaluation and saving (in optimizer steps)

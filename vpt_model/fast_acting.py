@@ -5,7 +5,9 @@ small kernels whose launches, not their arithmetic, set the latency. `FrameStepp
 state (the attention layers' key/value cache) in fixed buffers that each step updates in place, so the
 step has fixed shapes and addresses; on a CUDA device it is captured once per batch size as a CUDA graph
 and each later step is one graph replay. On a CPU, or with `cuda_graph=False`, the same in-place step runs
-eagerly; both give the log-probs of the plain `policy(obs, first, state)` call.
+eagerly; both give the log-probs of the plain `policy(obs, first, state)` call. While the graph is
+captured, the CNN's norms compute their statistics with torch.var_mean (vpt_model/layers.py), so the
+graph's log-probs differ from eager ones by float rounding only.
 
     stepper = FrameStepper(policy, device)
     stepper.reset(batch_size=2)                       # new episode: empty cache
@@ -25,12 +27,9 @@ WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS ch
 class _StaticStep:
     """Buffers of one batch size: inputs, the recurrent state, and (on CUDA) the captured graph and its outputs."""
 
-    def __init__(
-        self, policy: nn.Module, batch_size: int, device: torch.device, cuda_graph: bool, autocast_dtype: torch.dtype | None
-    ) -> None:
+    def __init__(self, policy: nn.Module, batch_size: int, device: torch.device, cuda_graph: bool) -> None:
         config = policy.config
         self.policy = policy
-        self.autocast_dtype = autocast_dtype
         self.img = torch.zeros(batch_size, 1, *config.img_shape, dtype=torch.uint8, device=device)
         self.goal = torch.zeros(batch_size, 1, config.mineclip_embed_dim, device=device)
         self.first = torch.zeros(batch_size, 1, dtype=torch.bool, device=device)
@@ -48,8 +47,7 @@ class _StaticStep:
 
     def run(self) -> dict[str, torch.Tensor]:
         """One frame through the policy from the input buffers; the state buffers are updated in place."""
-        with torch.autocast(self.img.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            pd, _, new_state = self.policy({"img": self.img, "mineclip_embed": self.goal}, self.first, self.state)
+        pd, _, new_state = self.policy({"img": self.img, "mineclip_embed": self.goal}, self.first, self.state)
         for layer, new_layer in zip(self.state, new_state):
             for tensor, new in zip(layer, new_layer):
                 tensor.copy_(new)
@@ -78,15 +76,10 @@ class FrameStepper:
 
     cuda_graph: replay a CUDA graph per batch size (default: when `device` is a CUDA device). The graph
     of a batch size is captured at its first reset and kept; reset() only clears the state.
-    autocast_dtype: run the policy under autocast to this dtype (None: the policy's own precision).
     """
 
-    def __init__(
-        self, policy: nn.Module, device: torch.device | str, cuda_graph: bool | None = None,
-        autocast_dtype: torch.dtype | None = None,
-    ) -> None:
+    def __init__(self, policy: nn.Module, device: torch.device | str, cuda_graph: bool | None = None) -> None:
         self.policy = policy
-        self.autocast_dtype = autocast_dtype
         self.device = torch.device(device)
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         if self.cuda_graph and self.device.type != "cuda":
@@ -98,7 +91,7 @@ class FrameStepper:
     def reset(self, batch_size: int) -> None:
         """Start an episode of `batch_size` rows with an empty cache."""
         if batch_size not in self._steps:
-            self._steps[batch_size] = _StaticStep(self.policy, batch_size, self.device, self.cuda_graph, self.autocast_dtype)
+            self._steps[batch_size] = _StaticStep(self.policy, batch_size, self.device, self.cuda_graph)
         self._current = self._steps[batch_size]
         self._current.reset()
 

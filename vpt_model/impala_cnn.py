@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vpt_model.layers import GroupNorm, NormedLayer, max_pool_3x3_s2
+from vpt_model.layers import GroupNorm, NormedLayer
 
 
 class CnnBasicBlock(nn.Module):
@@ -50,21 +50,15 @@ class CnnDownStack(nn.Module):
         self.blocks = nn.ModuleList(
             [CnnBasicBlock(out_channels, norm, init_scale / math.sqrt(nblock)) for _ in range(nblock)]
         )
-        # training/performance.py sets these where the stack is compiled (same values and gradients): the
-        # output is channels-last, the layout of the compiled convolutions, so no layout copy happens
-        # between stacks in either direction; the max-pool is max_pool_3x3_s2.
-        self.channels_last = False
-        self.compiled_pool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.firstconv(x)
-        x = max_pool_3x3_s2(x) if self.compiled_pool else F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-        x = F.relu(x)
+        x = F.relu(F.max_pool2d(x, kernel_size=3, stride=2, padding=1))
         if self.n is not None:
             x = self.n(x)
         for block in self.blocks:
             x = block(x)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x
 
 
 class ImpalaCNN(nn.Module):
