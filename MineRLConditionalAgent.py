@@ -25,6 +25,7 @@ import torch
 from embed_conditioned_policy import SteveAgentPolicy
 from vpt_model.action_head import classifier_free_guidance, sample_actions
 from vpt_model.action_space import joint_to_env_action
+from vpt_model.fast_acting import FrameStepper
 from vpt_model.model_files import load_policy_config, load_policy_weights
 
 
@@ -40,10 +41,15 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class MineRLConditionalAgent:
     """Holds the policy and its recurrent state; one `get_action` per env step."""
 
-    def __init__(self, policy: SteveAgentPolicy, device: str | torch.device | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, policy: SteveAgentPolicy, device: str | torch.device | None = None, seed: int | None = None,
+        cuda_graph: bool | None = None,
+    ) -> None:
+        """cuda_graph: replay each step from a CUDA graph (default: on a CUDA device; see vpt_model/fast_acting.py)."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.policy = policy.to(self.device).eval()
         self.frame_size = tuple(policy.config.img_shape[:2])
+        self.stepper = FrameStepper(self.policy, self.device, cuda_graph=cuda_graph)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed if seed is not None else secrets.randbits(63))
         self.reset(cond_scale=None)
@@ -67,7 +73,7 @@ class MineRLConditionalAgent:
         if seed is not None:
             self.generator.manual_seed(seed)
         batch = 1 if cond_scale is None else 2
-        self.state = self.policy.initial_state(batch, self.device)
+        self.stepper.reset(batch)
 
     @torch.no_grad()
     def action_distribution(self, obs: dict, goal_embed: np.ndarray) -> dict[str, torch.Tensor]:
@@ -79,19 +85,10 @@ class MineRLConditionalAgent:
         if self.cond_scale is not None:
             img = img.expand(2, -1, -1, -1, -1)
             goal_t = torch.cat([goal_t, torch.zeros_like(goal_t)])  # row 1: unconditional (zero goal)
-        pd = self._policy_step(img, goal_t)
+        pd = {k: v[:, 0] for k, v in self.stepper.step(img, goal_t).items()}  # the only policy call while acting
         if self.cond_scale is not None:
             pd = classifier_free_guidance({k: v[:1] for k, v in pd.items()}, {k: v[1:] for k, v in pd.items()}, self.cond_scale)
         return pd
-
-    def _policy_step(self, img: torch.Tensor, goal: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One policy call on one frame: img (B, 1, H, W, 3) uint8, goal (B, 1, 512) -> log-probs (B, N); advances the state.
-
-        The only place the policy runs while acting, so a faster path (e.g. CUDA graphs) can replace it.
-        """
-        first = torch.zeros(img.shape[0], 1, dtype=torch.bool, device=self.device)  # the state is reset by reset()
-        pd, _, self.state = self.policy({"img": img, "mineclip_embed": goal}, first, self.state)
-        return {k: v[:, 0] for k, v in pd.items()}
 
     def get_action(self, obs: dict, goal_embed: np.ndarray, deterministic: bool = False) -> dict:
         """One env step: MineRL observation + goal embedding -> MineRL env action dict."""

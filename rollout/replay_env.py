@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.EpisodeStorage import load_episode
+from data.episode import load_episode
 from data.video_io import VideoReader
 from rollout.minerl_env import check_minerl_action
 

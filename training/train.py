@@ -48,6 +48,7 @@ from training.lr_schedule import learning_rate_at
 from training.metrics import MetricsLogger, TrainingMetrics, daily_log_path, hparams_markdown
 from training.optim import FREEZABLE_PARTS, apply_freeze, make_optimizer, trainable_summary
 from training.optimizer_step import BCStepper, StepResult
+from training.performance import speed_up_training
 from training.run_identity import changed_settings, identity_hash, run_identity
 from training.run_lock import RunLock
 from training.run_start import finished_message, plan_start, prepare_folder, take_lock
@@ -93,7 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--max_grad_norm", type=cli.positive_float, default=5.0, help="clip the accumulated gradient to this L2 norm")
     a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer)")
     a("--seed", type=cli.int_range(0), default=42, help="seed of the data order, training goals, p_uncond draws and initialisation (validation goals do not depend on it)")
-    a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile the policy (slower start, faster steps); auto: yes on a GPU, no on a CPU")
+    a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile each CNN stack and transformer block (training/performance.py: slower start, faster steps); auto: yes on a GPU, no on a CPU")
+    a("--low_memory", action="store_true", help="memory mode: recompute the first CNN stack during backward (about half the activation memory, ~25%% slower; training/performance.py)")
     a("--cpu", action="store_true", help="force the CPU even when a GPU is present")
     a("--mixed_precision", choices=PRECISIONS, default="auto", help="bf16 autocast or fp32 ('no'); auto: bf16 on a GPU that has it, else fp32")
     # schedule of logging, evaluation and saving: all in optimizer steps
@@ -173,9 +175,10 @@ def prepare_model(args: argparse.Namespace, architecture: PolicyConfig, accelera
     log.info("Parameters:\n" + "\n".join(trainable_summary(policy)))
     policy.to(accelerator.device)
     optimizer = make_optimizer(policy, args.learning_rate, args.weight_decay)
+    # Compiled regions (each CNN stack, each transformer block) and the memory mode live inside `policy`, so
+    # the saved state dict, validation and DDP see the plain module.
+    speed_up_training(policy, compile_regions=compile_policy, low_memory=args.low_memory)
     model, optimizer = accelerator.prepare(policy, optimizer)
-    if compile_policy:
-        model = torch.compile(model)
     return policy, model, optimizer
 
 

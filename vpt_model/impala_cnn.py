@@ -25,7 +25,12 @@ class CnnBasicBlock(nn.Module):
 
 
 class CnnDownStack(nn.Module):
-    """firstconv -> 3x3/2 max-pool -> GroupNorm `n` -> residual blocks; halves the spatial size."""
+    """firstconv -> 3x3/2 max-pool -> GroupNorm `n` -> residual blocks; halves the spatial size.
+
+    The firstconv's ReLU runs after the max-pool: relu(max(a)) == max(relu(a)) exactly, gradients
+    included (the same element wins each window), and the pooled tensor is a quarter of the size, so
+    backward keeps a quarter-size ReLU mask instead of a full-size one.
+    """
 
     def __init__(
         self,
@@ -38,7 +43,9 @@ class CnnDownStack(nn.Module):
         init_scale: float,
     ) -> None:
         super().__init__()
-        self.firstconv = NormedLayer(in_channels, out_channels, "conv", norm=norm if first_conv_norm else None)
+        self.firstconv = NormedLayer(
+            in_channels, out_channels, "conv", norm=norm if first_conv_norm else None, activation=False
+        )
         self.n = GroupNorm(post_pool_groups, out_channels) if post_pool_groups is not None else None
         self.blocks = nn.ModuleList(
             [CnnBasicBlock(out_channels, norm, init_scale / math.sqrt(nblock)) for _ in range(nblock)]
@@ -46,7 +53,7 @@ class CnnDownStack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.firstconv(x)
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = F.relu(F.max_pool2d(x, kernel_size=3, stride=2, padding=1))
         if self.n is not None:
             x = self.n(x)
         for block in self.blocks:

@@ -82,7 +82,9 @@ class SelfAttentionLayer(nn.Module):
         )
         attn = attn.transpose(1, 2).reshape(b, t, d)
         new_mask = torch.cat([state_mask[:, :, t:] & not_first[:, :, None], state_mask.new_ones(b, 1, min(t, m))], dim=2)
-        new_state = (new_mask, k[:, -m:], v[:, -m:])
+        # Contiguous copies: a view into k would give the next window's state other strides than
+        # initial_state's, and torch.compile would compile the block a second time for them.
+        new_state = (new_mask, k[:, -m:].contiguous(), v[:, -m:].contiguous())
         return x + self.proj_layer(attn), new_state
 
 
