@@ -208,7 +208,7 @@ def test_real_gameplay_labelled_by_the_idm_converts_validates_samples_and_trains
     listed = (tmp_path / "samplings" / "idm_train.txt").read_text().split() + (tmp_path / "samplings" / "idm_val.txt").read_text().split()
     assert sorted(Path(p).name for p in listed) == ["episode_a", "episode_recorded"]
     args = ["--cpu", "--in_model", "tiny", "--sampling", "idm", "--sampling_dir", str(tmp_path / "samplings"), "--T", "32",
-            "--trunc_t", "16", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps", "1", "--num_workers", "0",
+            "--trunc_t", "16", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps", "2", "--num_workers", "0",
             "--checkpoint_dir", str(tmp_path / "run" / "ckpt"), "--out_weights", str(tmp_path / "run" / "idm.weights"),
             "--log_dir", str(tmp_path / "run" / "logs"), "--val_freq", "100", "--val_freq_begin", "100", "--save_freq", "100"]
     assert train.main(args) == 0

@@ -109,6 +109,7 @@ def test_embed_cli_text_prior_and_video(tmp_path, monkeypatch):
         embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "30", "--output", str(tmp_path / "x.npy"), "--device", "cpu"])
 
 
+@pytest.mark.slow  # the whole pipeline, ~90 s: run_tests.sh --all and CI run it
 def test_the_readme_example_runs_end_to_end(tmp_path):
     """The README's main command (examples/end_to_end.py), smaller: every step's real script, then evaluation."""
     result = subprocess.run([sys.executable, "examples/end_to_end.py", "--workdir", str(tmp_path / "run"), "--episodes", "4",
