@@ -2,8 +2,8 @@
 
     python benchmarks/bench_conversion.py --jobs 1,2,4,8,16 --recordings 16 --frames 1200 --mineclip full
 
-Generates --recordings contractor-format recordings (640x360 h264 + jsonl, data/generation/synthetic_contractor),
-then for each --jobs setting converts all of them from a local index into a fresh output directory with one
+Generates one contractor-format recording (640x360 h264 + jsonl, data/generation/synthetic_contractor; encoding
+640x360 frames costs ~13 ms each, so it is generated once) and copies it to --recordings names, then for each --jobs setting converts all of them from a local index into a fresh output directory with one
 ConversionPool (each process: decode, cursor, resizes, MineCLIP, h264 encode, write), timed from the start of
 the pool (process start-up and MineCLIP loading included) to the last episode. `--mineclip none` uses the tiny
 demo MineCLIP (the CPU pipeline alone); `full` the real-size `attn` architecture with random weights (the compute
@@ -64,8 +64,16 @@ def main() -> None:
         p.refuse("--jobs", ",".join(args.jobs), "every value must be >= 1", "e.g. --jobs 1,2,4,8")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_conversion_"))
     try:
-        index_path = write_synthetic_dataset(work / "src", args.recordings, args.frames, seed=0)
+        index_path = write_synthetic_dataset(work / "src", 1, args.frames, seed=0)
         index = json.loads(index_path.read_text())
+        first = Path(index_path.parent / index["relpaths"][0]).with_suffix("")
+        index["relpaths"] = []
+        for i in range(args.recordings):
+            copy = first.with_name(f"copy_{i:03d}")
+            for suffix in (".mp4", ".jsonl"):
+                shutil.copy(first.with_suffix(suffix), copy.with_suffix(suffix))
+            index["relpaths"].append(f"data/{copy.name}.mp4")
+        index_path.write_text(json.dumps(index))
         found, _ = recordings(ContractorIndex(str(index_path), index["basedir"], index["relpaths"]))
         weights = None
         if args.mineclip == "full":

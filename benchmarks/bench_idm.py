@@ -100,7 +100,7 @@ def bench_conversion(idm: InverseActionPolicy, device: torch.device, tiny: bool,
     config = dataclasses.replace(MineCLIPConfig.tiny(), embed_dim=512) if tiny else MineCLIPConfig.attn()
     mineclip = MineCLIP(config).to(device).eval()
     labeller = IDMLabeller(idm, device, "fp32", DEFAULT_CHUNK, batch_size=batch_size)
-    options = ConversionOptions(min_timesteps=16, embed_batch_size=512)
+    options = ConversionOptions(min_timesteps=16, mineclip_batch_size=512)
     _reset_peak(device)
     start = time.perf_counter()
     outcomes = list(label_and_convert(dirs, work / "out", "video.mp4", labeller, {"benchmark": True}, mineclip, options,

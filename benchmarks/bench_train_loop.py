@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num_episodes", type=int, default=24, help="training episodes (+1 for validation)")
     p.add_argument("--num_frames", type=int, default=3000, help="frames per episode")
     p.add_argument("--max_steps", type=int, default=60, help="optimizer steps of the cold launch")
-    p.add_argument("--warm_steps", type=int, default=3, help="optimizer steps of the warm launch (0: no warm launch)")
+    p.add_argument("--warm_steps", type=int, default=5, help="optimizer steps of the warm launch (0: no warm launch; a multiple of the steps between batch ends, as --max_steps)")
     p.add_argument("--skip_steps", type=int, default=5, help="steps left out of frames_per_s (compilation, warm-up)")
     p.add_argument("--batch_size", type=int, default=8, help="as the guide")
     p.add_argument("--gradient_accumulation_steps", type=int, default=2, help="as the guide")
@@ -107,7 +107,7 @@ def launch(args: argparse.Namespace, samplings: Path, name: str, max_steps: int)
            "--max_steps", str(max_steps), "--log_freq", "1", "--val_freq_begin", "1000000", "--val_freq", "1000000",
            "--save_freq", "1000000", "--snapshot_every_n_frames", "0", "--sampling", "bench",
            "--sampling_dir", str(samplings), "--checkpoint_dir", str(run_dir / "checkpoint"), "--log_dir", str(run_dir / "logs"),
-           "--out_weights", str(run_dir / "bench.weights"), *(["--compile"] if args.compile else []), *args.extra.split()]
+           "--out_weights", str(run_dir / "bench.weights"), "--compile", "yes" if args.compile else "no", *args.extra.split()]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TORCH_LOGS": "recompiles", "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     start = time.time()
     lines: list[tuple[float, str]] = []
@@ -119,6 +119,8 @@ def launch(args: argparse.Namespace, samplings: Path, name: str, max_steps: int)
     result.update({"benchmark": "train_loop", "launch": name, "returncode": proc.returncode, "extra": args.extra,
                    "batch_size": args.batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
                    "T": args.T, "trunc_t": args.trunc_t, "num_workers": args.num_workers, "total_s": round(time.time() - start, 1)})
+    if proc.returncode and lines:
+        result["last_line"] = lines[-1][1][-300:]  # why it failed (the whole output is in <work_dir>/<launch>.log)
     return result
 
 
