@@ -136,7 +136,10 @@ class EpisodeWriter:
         self.temp_dir.mkdir()
         # Removes the temporary directory if this writer is dropped without close() or abort().
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.temp_dir), True)
-        self._video = VideoWriter(self.temp_dir / FRAMES_FILE, fps=FPS, crf=crf, gop=gop)
+        # One encoder thread: a 128x128 frame is too little work to share (as fast as x264's default threads here,
+        # ~1,100 frames/s), the bytes then do not depend on the machine, and `--jobs` processes do not oversubscribe
+        # the cores with x264's ~1.5 threads per core each.
+        self._video = VideoWriter(self.temp_dir / FRAMES_FILE, fps=FPS, crf=crf, gop=gop, threads=1)
         self._buttons: list[np.ndarray] = []
         self._camera: list[np.ndarray] = []
         self._num_actions = 0
