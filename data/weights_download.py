@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from data.http_download import DEFAULT_RETRIES, DownloadError, download_file, file_md5, is_complete, part_path
+from toolkit_utils.file_hashes import file_md5
+from data.http_download import DEFAULT_RETRIES, DownloadError, download_file, is_complete, part_path
 
 VPT_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/models/"
 IDM_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/idm/"  # VPT's README links the IDM there

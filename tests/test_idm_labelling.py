@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,8 @@ from model_file_factory import write_model_file
 from conftest import randomize_
 from data.episode import IDM_CONFIDENCE, load_episode, validate_episode
 from data.generation import convert_custom_data, overlay_actions
-from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, file_sha256, idm_input_frames, label_video
+from toolkit_utils.file_hashes import file_sha256
+from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, idm_input_frames, label_video
 from data.video_io import VideoReader, VideoWriter, read_video_frames
 from embed_conditioned_policy import SteveAgentPolicy
 from MineRLConditionalAgent import resize_frame

@@ -27,7 +27,7 @@ from rollout.episode import EnvHolder, run_episode
 from rollout.minerl_env import InvalidActionError, check_minerl_action
 from rollout.programmatic_metrics import ProgrammaticMetrics
 from rollout.replay_env import ReplayEnv
-from rollout.run_record import file_sha256
+from toolkit_utils.file_hashes import file_sha256
 from vpt_model.action_space import ENV_BUTTONS, joint_to_env_action
 from vpt_model.config import preset
 from vpt_model.model_files import save_policy_weights

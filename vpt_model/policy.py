@@ -11,8 +11,6 @@ Call convention (all tensors batch-first, T frames per call):
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
