@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from model_file_factory import write_model_file
-from MineRLConditionalAgent import MineRLConditionalAgent, resize_frame
+from MineRLConditionalAgent import MineRLConditionalAgent
+from vpt_model.frame_resize import resize_frame
 from vpt_model.action_space import ENV_BUTTONS
 from vpt_model.model_files import save_policy_weights
 

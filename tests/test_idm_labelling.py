@@ -18,7 +18,7 @@ from toolkit_utils.file_hashes import file_sha256
 from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, idm_input_frames, label_video
 from data.video_io import VideoReader, VideoWriter, read_video_frames
 from embed_conditioned_policy import SteveAgentPolicy
-from MineRLConditionalAgent import resize_frame
+from vpt_model.frame_resize import resize_frame
 from test_contractor_conversion import real_gameplay_clip  # noqa: F401  (the fixture)
 from vpt_model.action_space import ENV_BUTTONS
 from vpt_model.config import preset

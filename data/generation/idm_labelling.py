@@ -42,7 +42,7 @@ from data.generation.episode_conversion import (
     resample_indices,
 )
 from data.video_io import VideoReader, read_video_frames
-from MineRLConditionalAgent import resize_frame
+from vpt_model.frame_resize import resize_frame
 from toolkit_utils.file_hashes import file_sha256
 from toolkit_utils import cli
 from vpt_model.inverse_dynamics import (
