@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import secrets
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,16 +25,8 @@ from embed_conditioned_policy import SteveAgentPolicy
 from vpt_model.action_head import classifier_free_guidance, sample_actions
 from vpt_model.action_space import joint_to_env_action
 from vpt_model.fast_acting import FrameStepper
+from vpt_model.frame_resize import resize_frame
 from vpt_model.model_files import load_policy_config, load_policy_weights
-
-
-def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB frame to (height, width) with INTER_LINEAR, as VPT does (no-op when already that size)."""
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
-    if frame.shape[:2] == size:
-        return frame
-    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 class MineRLConditionalAgent:

@@ -40,8 +40,9 @@ from tqdm import tqdm
 
 from rollout import prompts as prompt_files
 from rollout.minerl_env import ENV_DESCRIPTION, make_minerl_env, minerl_missing
-from rollout.run_record import file_identity, read_record, record_path, settings_differences, write_record
+from rollout.run_record import read_record, record_path, settings_differences, write_record
 from toolkit_utils import cli
+from toolkit_utils.file_hashes import file_fingerprint
 
 PROGRAM = "run_agent.py"
 SIDE_BY_SIDE_DIR = "side_by_side"
@@ -164,7 +165,7 @@ def check_device(parser: cli.ArgumentParser, device: str | None) -> str:
 
 def _identity(path: str, cache: dict[str, dict]) -> dict:
     if path not in cache:
-        cache[path] = file_identity(path)
+        cache[path] = file_fingerprint(path)
     return cache[path]
 
 

@@ -12,7 +12,6 @@ The original STEVE-1 took 10.2 ms per step on an H200 (SPEC.md section 9; batch 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ from embed_conditioned_policy import SteveAgentPolicy
 from vpt_model.action_head import sample_actions
 from vpt_model.action_space import joint_to_env_action
 from vpt_model.config import preset
+from toolkit_utils import cli
 
 WARMUP = 20
 
@@ -46,7 +46,7 @@ def run(agent: MineRLConditionalAgent, observations: list[dict], goal: np.ndarra
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--preset", default="2x", help="policy size")
     p.add_argument("--device", default="cuda", help="cuda or cpu")
     p.add_argument("--steps", type=int, default=200, help="timed steps (after 20 untimed)")

@@ -34,11 +34,12 @@ from data.generation.idm_labelling import DEFAULT_CHUNK, IDMLabeller, label_and_
 from data.generation.synthetic_contractor import write_synthetic_recording
 from mineclip_model.mineclip import MineCLIP, MineCLIPConfig
 from vpt_model.inverse_dynamics import InverseActionPolicy, idm_preset
+from toolkit_utils import cli
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line settings."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device to run on")
     p.add_argument("--tiny", action="store_true", help="tiny IDM and MineCLIP and small sizes (CPU smoke test)")
     p.add_argument("--recordings", type=int, default=None, help="recordings labelled together (default: 8; --tiny 2)")

@@ -37,6 +37,7 @@ from bench_video_io import generated_frames  # same directory: the frames bench_
 from data.episode import EMBED_DIM, EMBED_START, FRAME_SIZE, EpisodeWriter
 from data.minecraft_dataset import MinecraftDataset
 from vpt_model.action_space import ENV_BUTTONS, env_action_to_joint
+from toolkit_utils import cli
 
 FPS = 20
 DONE_FILE = "settings.json"  # written last: its presence and content say the episodes are complete
@@ -44,7 +45,7 @@ DONE_FILE = "settings.json"  # written last: its presence and content say the ep
 
 def parse_args() -> argparse.Namespace:
     """Command-line settings."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--num_episodes", type=int, default=4, help="episodes per format")
     parser.add_argument("--num_frames", type=int, default=6000, help="frames per episode")
     parser.add_argument("--T", type=int, default=640, help="frames per sample (the training recipe's T)")

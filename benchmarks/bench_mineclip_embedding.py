@@ -24,11 +24,12 @@ import torch
 from mineclip_model.embedding import AMP_DTYPES, DEFAULT_BATCH_SIZE, embed_frames_sliding
 from mineclip_model.image_encoder import MINECLIP_FRAME_HEIGHT, MINECLIP_FRAME_WIDTH, RGB_CHANNELS
 from mineclip_model.mineclip import MineCLIP, MineCLIPConfig
+from toolkit_utils import cli
 
 
 def parse_args() -> argparse.Namespace:
     """Command-line settings."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device to run on")
     parser.add_argument("--num_frames", type=int, default=8192, help="frames in the synthetic video")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="frames per image-encoder call")

@@ -36,13 +36,14 @@ from pathlib import Path
 
 from bench_loader import episode_content  # same directory: generated frames, actions and embeddings
 from data.episode import EpisodeWriter
+from toolkit_utils import cli
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES_PER_STEP_KEY = "frames_per_optimizer_step"
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--work_dir", default="/tmp/steve1_bench_loop", help="episodes, sampling, checkpoints and logs")
     p.add_argument("--num_episodes", type=int, default=24, help="training episodes (+1 for validation)")
     p.add_argument("--num_frames", type=int, default=3000, help="frames per episode")

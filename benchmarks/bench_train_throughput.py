@@ -37,13 +37,14 @@ from training.performance import speed_up_training
 from vpt_model.action_head import action_log_prob
 from vpt_model.config import preset
 from vpt_model.policy import detach_state
+from toolkit_utils import cli
 
 TRAIN_GFLOP_PER_FRAME = 45.3  # SPEC.md section 3: 3 x 15.1 GFLOP forward (2x policy)
 VARIANTS = ("eager", "compile", "regional", "regional_lowmem", "eager_lowmem")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--preset", default="2x", help="policy size: 2x (the released model), tiny, ...")
     p.add_argument("--batch_size", type=int, default=12, help="samples per micro-step")
     p.add_argument("--trunc_t", type=int, default=64, help="frames per sample per micro-step")

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from data.video_io import DEFAULT_CRF, DEFAULT_GOP, READ_RANGE_THREADS, VideoReader, VideoWriter, read_video_frames
+from toolkit_utils import cli
 
 FRAME_SIZE = 128
 FPS = 20
@@ -36,7 +37,7 @@ BLOCK_PX = 6  # world block size on screen at 128x128 (a 16 px Minecraft block s
 
 def parse_args() -> argparse.Namespace:
     """Command-line settings."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--num_frames", type=int, default=6000, help="frames in the episode video")
     parser.add_argument("--window", type=int, default=640, help="frames per read (T of the training recipe)")
     parser.add_argument("--repeats", type=int, default=30, help="random windows timed per reader; medians reported")

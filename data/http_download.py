@@ -19,7 +19,6 @@ stops sending ~90 s, and a refused connection ~7 s; a 4xx other than 408/429 fai
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
+
+from toolkit_utils.file_hashes import file_md5
 
 PART_SUFFIX = ".part"
 CHUNK_BYTES = 1 << 20
@@ -52,15 +53,6 @@ class DownloadError(RuntimeError):
 
 class _TransientError(Exception):
     """A failure worth retrying (the connection dropped, the server is busy...)."""
-
-
-def file_md5(path: str | os.PathLike, chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def part_path(dest: str | os.PathLike) -> Path:

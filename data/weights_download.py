@@ -13,7 +13,6 @@ Files already in place (and matching the md5 where one is known) are skipped.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import os
@@ -22,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from data.http_download import DEFAULT_RETRIES, DownloadError, download_file, file_md5, is_complete, part_path
+from toolkit_utils.file_hashes import file_md5
+from data.http_download import DEFAULT_RETRIES, DownloadError, download_file, is_complete, part_path
+from toolkit_utils import cli
 
 VPT_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/models/"
 IDM_BASE_URL = "https://openaipublic.blob.core.windows.net/minecraft-rl/idm/"  # VPT's README links the IDM there
@@ -62,9 +63,9 @@ REMOTE_FILES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cli.ArgumentParser:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__)
     p.add_argument("--only", choices=(*GROUPS, "all"), default="all",
                    help="which files: vpt (policy + weights), mineclip (attn.pth), steve1 (agent + prior), "
                         "idm (VPT's inverse dynamics model, labels recordings without actions), or all")
@@ -99,7 +100,7 @@ def manual_steps(remote: RemoteFile, target: Path, reason: str) -> str:
     lines = [
         f"{remote.name} must be fetched by hand ({reason}):",
         f"  1. open {DRIVE_VIEW_URL.format(id=remote.drive_id)} and download it",
-        f"     (or: pip install gdown && gdown {DRIVE_DOWNLOAD_URL.format(id=remote.drive_id)} -O {target})",
+        f"     (or: .venv/bin/pip install gdown && .venv/bin/gdown {DRIVE_DOWNLOAD_URL.format(id=remote.drive_id)} -O {target})",
         f"  2. save it as {target}",
     ]
     if remote.md5:
@@ -118,7 +119,7 @@ def fetch_from_drive(remote: RemoteFile, target: Path, progress: bool) -> str:
     """Fetch a Drive file with gdown into a .part file, verify, rename; returns the outcome."""
     gdown = gdown_module()
     if gdown is None:
-        print(manual_steps(remote, target, "gdown is not installed; `pip install gdown` lets this script do it"))
+        print(manual_steps(remote, target, "gdown is not installed; `.venv/bin/pip install gdown` lets this script do it"))
         return "manual"
     part = part_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -20,14 +20,18 @@ import torch
 
 from mineclip_model.embedding import WINDOW, embed_clip, embed_text, resize_frames_for_mineclip
 from mineclip_model.mineclip import load_mineclip
+from toolkit_utils import cli
+
+PROGRAM = "embed_cli"
+WEIGHTS_FIX = "download it with bash download_weights.sh, or give the right path"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog=PROGRAM, description=__doc__)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="a text prompt")
     source.add_argument("--video", help="a video file (any size; 16 frames from --start_frame are used)")
-    p.add_argument("--start_frame", type=int, default=0, help="first of the 16 video frames")
+    p.add_argument("--start_frame", type=cli.int_range(0), default=0, help="first of the 16 video frames")
     p.add_argument("--mineclip_weights", default="data/weights/mineclip/attn.pth", help="MineCLIP attn.pth")
     p.add_argument("--prior_weights", default=None, help="text only: pass the text embedding through this prior (steve1_prior.pt)")
     p.add_argument("--deterministic_prior", action="store_true", help="use z = 0 in the prior instead of sampling")
@@ -38,25 +42,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def read_clip(path: str, start: int) -> np.ndarray:
-    """16 RGB frames from `start`, resized to MineCLIP's 160x256."""
+    """16 RGB frames [16, 160, 256, 3] uint8 from frame `start`, resized to MineCLIP's input.
+
+    Raises SettingError (a one-line refusal) when the video is unreadable or too short.
+    """
     from data.video_io import VideoReader
 
-    with VideoReader(path) as reader:
-        if start < 0 or start + WINDOW > reader.num_frames:
-            raise SystemExit(f"embed_cli: {path} has {reader.num_frames} frames; frames {start}..{start + WINDOW - 1} do not exist")
-        return resize_frames_for_mineclip(reader.read_range(start, start + WINDOW))
+    try:
+        with VideoReader(path) as reader:
+            if start + WINDOW > reader.num_frames:
+                cli.refuse("--start_frame", start, f"{path} has {reader.num_frames} frames; frames {start}..{start + WINDOW - 1} "
+                           "do not all exist", f"give a --start_frame of at most {max(reader.num_frames - WINDOW, 0)}")
+            return resize_frames_for_mineclip(reader.read_range(start, start + WINDOW))
+    except (OSError, ValueError, RuntimeError) as error:
+        cli.refuse("--video", path, f"cannot be read as a video ({error})", "give an mp4 file")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    cli.existing_file("--mineclip_weights", args.mineclip_weights, WEIGHTS_FIX)
+    if args.prior_weights:
+        cli.existing_file("--prior_weights", args.prior_weights, WEIGHTS_FIX)
+    if args.video is not None:
+        cli.existing_file("--video", args.video)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_mineclip(args.mineclip_weights, device=device)
+    try:
+        model = load_mineclip(args.mineclip_weights, device=device)
+    except (ValueError, KeyError, OSError, RuntimeError) as error:
+        cli.refuse("--mineclip_weights", args.mineclip_weights, f"is not MineCLIP attn.pth weights ({error})", WEIGHTS_FIX)
     if args.text is not None:
         embedding = embed_text(model, [args.text], device=device)[0]
         if args.prior_weights:
             from prior_model.prior import load_prior
 
-            prior = load_prior(args.prior_weights, device=device)
+            try:
+                prior = load_prior(args.prior_weights, device=device)
+            except (ValueError, KeyError, OSError, RuntimeError) as error:
+                cli.refuse("--prior_weights", args.prior_weights, f"is not STEVE-1 prior weights ({error})", WEIGHTS_FIX)
             generator = torch.Generator(device=device).manual_seed(args.seed)
             with torch.no_grad():
                 goal = prior.sample(torch.from_numpy(embedding)[None].to(device), args.deterministic_prior, generator)
@@ -71,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_main(PROGRAM, main))

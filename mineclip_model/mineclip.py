@@ -11,7 +11,6 @@ writing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from toolkit_utils.file_hashes import file_md5
 from toolkit_utils.atomic_files import atomic_torch_save
 from toolkit_utils.safe_load import load_tensors_only
 from toolkit_utils.state_dicts import describe_value
@@ -35,7 +35,6 @@ from mineclip_model.text_encoder import CLIP_CONTEXT_LENGTH, CLIP_VOCAB_SIZE, Cl
 
 ATTN_PTH_MD5 = "b5ece9198337cfd117a3bfbd921e56da"
 CHECKPOINT_PREFIX = "model."
-MD5_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -248,15 +247,6 @@ def save_mineclip(model: MineCLIP, path: str | os.PathLike) -> None:
             on_cpu[id(value)] = value.cpu()
         state[key] = on_cpu[id(value)]
     atomic_torch_save({"state_dict": state}, path)
-
-
-def file_md5(path: str | os.PathLike) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(MD5_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_mineclip(

@@ -24,7 +24,6 @@ made with other settings.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -34,24 +33,9 @@ from toolkit_utils.atomic_files import atomic_write_bytes
 
 RECORD_FORMAT = "steve1-toolkit-rollout"
 RECORD_FORMAT_VERSION = 1
-HASH_CHUNK_BYTES = 1 << 22
 # the fields that define a rollout: equal in an existing record -> the rollout is done; different -> refused
 SETTING_FIELDS = ("prompt", "visual_prompt", "cond_scale", "deterministic_prior", "weights", "environment",
                   "max_steps", "prompt_overlay")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    """{path, bytes, sha256} of a file: enough to tell later which file a rollout used."""
-    return {"path": str(path), "bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
 def record_path(video_path: str | os.PathLike) -> Path:

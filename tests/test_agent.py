@@ -6,9 +6,11 @@ import cv2
 import numpy as np
 import torch
 
-from MineRLConditionalAgent import MineRLConditionalAgent, resize_frame
+from model_file_factory import write_model_file
+from MineRLConditionalAgent import MineRLConditionalAgent
+from vpt_model.frame_resize import resize_frame
 from vpt_model.action_space import ENV_BUTTONS
-from vpt_model.model_files import save_policy_weights, write_model_file
+from vpt_model.model_files import save_policy_weights
 
 
 def _obs(seed: int) -> dict:

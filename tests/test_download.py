@@ -239,7 +239,7 @@ def test_drive_files_without_gdown_print_manual_steps(tmp_path, capsys, monkeypa
     assert "https://drive.google.com/file/d/1uaZM1ZLBz2dZWcn85rZmjP7LV6Sg5PZW/view" in out
     assert str(tmp_path / "data" / "weights" / "mineclip" / "attn.pth") in out
     assert "b5ece9198337cfd117a3bfbd921e56da" in out
-    assert "pip install gdown" in out
+    assert ".venv/bin/pip install gdown" in out
 
 
 class FakeGdown:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from model_file_factory import write_model_file
 from conftest import TEST_DATA, randomize_
 from embed_conditioned_policy import SteveAgentPolicy
 from toolkit_utils.state_dicts import StateDictMismatchError
@@ -25,7 +26,6 @@ from vpt_model.inverse_dynamics import (
     load_idm,
     load_idm_config,
     load_idm_weights,
-    write_idm_model_file,
 )
 
 IDM_4X_PARAMETERS = 50_014_366  # "about 50.0 M"; VPT's own InverseActionPolicy built from the same kwargs agrees
@@ -61,7 +61,7 @@ def test_model_kwargs_round_trip_and_a_model_file_loads_back(tmp_path):
     net_args, pi_head_opts = config.to_model_kwargs()
     assert net_args == {**IDM_4X_MODEL_KWARGS, "impala_chans": [16, 32, 32]}  # the released file leaves the default out
     assert pi_head_opts == {"temperature": 1.0}
-    write_idm_model_file(config, tmp_path / "4x_idm.model")
+    write_model_file(config, tmp_path / "4x_idm.model")
     assert load_idm_config(tmp_path / "4x_idm.model") == config
     assert config.trunk.attention_mask_style == "none" and config.trunk.attention_maxlen == 0
 

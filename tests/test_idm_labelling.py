@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from model_file_factory import write_model_file
 from conftest import randomize_
 from data.episode import IDM_CONFIDENCE, load_episode, validate_episode
 from data.generation import convert_custom_data, overlay_actions
-from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, file_sha256, idm_input_frames, label_video
+from toolkit_utils.file_hashes import file_sha256
+from data.generation.idm_labelling import IDMLabeller, IDMLabellingError, idm_input_frames, label_video
 from data.video_io import VideoReader, VideoWriter, read_video_frames
 from embed_conditioned_policy import SteveAgentPolicy
-from MineRLConditionalAgent import resize_frame
+from vpt_model.frame_resize import resize_frame
 from test_contractor_conversion import real_gameplay_clip  # noqa: F401  (the fixture)
 from vpt_model.action_space import ENV_BUTTONS
 from vpt_model.config import preset
@@ -28,7 +28,6 @@ from vpt_model.inverse_dynamics import (
     argmax_actions,
     idm_actions_to_env,
     idm_preset,
-    write_idm_model_file,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +131,7 @@ def test_idm_frames_are_the_policys_resize_of_the_20fps_frames(tmp_path):
 def idm_files(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny IDM's .model file and random .weights."""
     root = tmp_path_factory.mktemp("idm")
-    write_idm_model_file(idm_preset("tiny"), root / "tiny_idm.model")
+    write_model_file(idm_preset("tiny"), root / "tiny_idm.model")
     torch.save(_tiny_idm().state_dict(), root / "tiny_idm.weights")
     return root / "tiny_idm.model", root / "tiny_idm.weights"
 

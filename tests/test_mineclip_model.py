@@ -26,12 +26,12 @@ from mineclip_model.image_encoder import MINECLIP_IMAGE_MEAN, MINECLIP_IMAGE_STD
 from mineclip_model.mineclip import (
     MineCLIP,
     MineCLIPConfig,
-    file_md5,
     load_mineclip,
     original_state_dict,
     save_mineclip,
 )
 from mineclip_model.tokenizer import tokenize
+from toolkit_utils.file_hashes import file_md5
 
 REFERENCE_KEYS = Path(__file__).parent / "data" / "mineclip_attn_state_dict_keys.txt"
 TINY = MineCLIPConfig.tiny()

@@ -7,16 +7,15 @@ import pickle
 import pytest
 import torch
 
+from model_file_factory import write_model_file
 from conftest import random_obs, randomize_
 from embed_conditioned_policy import GOAL_LAYER_KEYS, SteveAgentPolicy
 from vpt_model.config import PolicyConfig, preset
 from vpt_model.model_files import (
-    export_safetensors,
     load_policy_config,
     load_policy_weights,
     read_model_file,
     save_policy_weights,
-    write_model_file,
 )
 from toolkit_utils.state_dicts import StateDictMismatchError
 from vpt_model.policy import MinecraftAgentPolicy
@@ -104,16 +103,6 @@ def test_unsupported_architecture_is_refused():
     net_args["recurrence_type"] = "multi_layer_lstm"
     with pytest.raises(ValueError, match="recurrence_type"):
         PolicyConfig.from_policy_kwargs(net_args, {})
-
-
-def test_safetensors_export_matches(tiny_policy, tmp_path):
-    from safetensors.torch import load_file
-
-    path = tmp_path / "w.safetensors"
-    export_safetensors(tiny_policy, path)
-    loaded = load_file(str(path))
-    assert loaded.keys() == tiny_policy.state_dict().keys()
-    assert all(torch.equal(loaded[k], v) for k, v in tiny_policy.state_dict().items())
 
 
 def test_model_file_with_numpy_scalars_loads_as_plain_numbers(tmp_path):

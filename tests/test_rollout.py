@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import run_agent
+from model_file_factory import write_model_file
 from conftest import randomize_
 from data.video_io import VideoReader, VideoWriter, read_video_frames
 from embed_conditioned_policy import SteveAgentPolicy
@@ -26,10 +27,10 @@ from rollout.episode import EnvHolder, run_episode
 from rollout.minerl_env import InvalidActionError, check_minerl_action
 from rollout.programmatic_metrics import ProgrammaticMetrics
 from rollout.replay_env import ReplayEnv
-from rollout.run_record import file_sha256
+from toolkit_utils.file_hashes import file_sha256
 from vpt_model.action_space import ENV_BUTTONS, joint_to_env_action
 from vpt_model.config import preset
-from vpt_model.model_files import save_policy_weights, write_model_file
+from vpt_model.model_files import save_policy_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIP_FRAMES, CLIP_SIZE = 12, (72, 128)

@@ -87,10 +87,11 @@ def test_embed_cli_text_prior_and_video(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = MineCLIP(dataclasses.replace(MineCLIPConfig.tiny(), embed_dim=512)).eval()
     monkeypatch.setattr(embed_cli, "load_mineclip", lambda path, device: model)
-    assert embed_cli.main(["--text", "chop a tree", "--output", str(tmp_path / "t.npy"), "--device", "cpu"]) == 0
+    (tmp_path / "attn.pth").write_bytes(b"x")  # load_mineclip is replaced; the file must only exist
+    assert embed_cli.main(["--mineclip_weights", str(tmp_path / "attn.pth"), "--text", "chop a tree", "--output", str(tmp_path / "t.npy"), "--device", "cpu"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "t.npy"), embed_text(model, ["chop a tree"], device="cpu")[0], rtol=1e-5)
     save_prior(GoalPrior(PriorConfig()), tmp_path / "prior.pt")
-    assert embed_cli.main(["--text", "chop a tree", "--prior_weights", str(tmp_path / "prior.pt"), "--deterministic_prior",
+    assert embed_cli.main(["--mineclip_weights", str(tmp_path / "attn.pth"), "--text", "chop a tree", "--prior_weights", str(tmp_path / "prior.pt"), "--deterministic_prior",
                            "--output", str(tmp_path / "g.npy"), "--device", "cpu"]) == 0
     goal = np.load(tmp_path / "g.npy")
     assert goal.shape == (512,) and not np.allclose(goal, np.load(tmp_path / "t.npy"))
@@ -98,15 +99,61 @@ def test_embed_cli_text_prior_and_video(tmp_path, monkeypatch):
     with VideoWriter(tmp_path / "clip.mp4") as writer:
         for frame in frames:
             writer.write(frame)
-    assert embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "10", "--output", str(tmp_path / "v.npy"),
+    assert embed_cli.main(["--mineclip_weights", str(tmp_path / "attn.pth"), "--video", str(tmp_path / "clip.mp4"), "--start_frame", "10", "--output", str(tmp_path / "v.npy"),
                            "--device", "cpu"]) == 0
     from data.video_io import VideoReader
 
     with VideoReader(tmp_path / "clip.mp4") as reader:
         expected = embed_clip(model, resize_frames_for_mineclip(reader.read_range(10, 26)), device="cpu")
     np.testing.assert_allclose(np.load(tmp_path / "v.npy"), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(SystemExit, match="has 40 frames"):
-        embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "30", "--output", str(tmp_path / "x.npy"), "--device", "cpu"])
+
+
+# (arguments, with {d} the folder of the test's files; the one line embed_cli must print)
+EMBED_CLI_ROWS = {
+    "missing attn.pth": (["--text", "x", "--mineclip_weights", "{d}/none.pth"],
+                         "embed_cli: --mineclip_weights {d}/none.pth: not found; download it with bash download_weights.sh"),
+    "attn.pth not weights": (["--text", "x", "--mineclip_weights", "{d}/garbage.pth"],
+                             "embed_cli: --mineclip_weights {d}/garbage.pth: is not MineCLIP attn.pth weights ("),
+    "missing prior": (["--text", "x", "--mineclip_weights", "{d}/garbage.pth", "--prior_weights", "{d}/none.pt"],
+                      "embed_cli: --prior_weights {d}/none.pt: not found; download it with bash download_weights.sh"),
+    "missing video": (["--video", "{d}/none.mp4", "--mineclip_weights", "{d}/garbage.pth"],
+                      "embed_cli: --video {d}/none.mp4: not found"),
+    "negative start": (["--video", "{d}/none.mp4", "--start_frame", "-1"],
+                       "embed_cli: argument --start_frame: -1 is out of range: must be >= 0"),
+    "abbreviation": (["--text", "x", "--out", "{d}/o.npy"], "embed_cli: the following arguments are required: --output"),
+}
+
+
+@pytest.mark.parametrize("row", EMBED_CLI_ROWS, ids=list(EMBED_CLI_ROWS))
+def test_embed_cli_refuses_bad_input_in_one_line(tmp_path, row):
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    args, message = EMBED_CLI_ROWS[row]
+    args = [a.format(d=tmp_path) for a in args] + ([] if "--out" in args else ["--output", str(tmp_path / "o.npy")])
+    result = subprocess.run([sys.executable, "-m", "mineclip_model.embed_cli", *args, "--device", "cpu"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(message.format(d=tmp_path)) and result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.pth"]  # no output written
+
+
+def test_embed_cli_refuses_a_start_frame_past_the_video(tmp_path, monkeypatch, capsys):
+    from data.video_io import VideoWriter
+    from mineclip_model import embed_cli
+
+    with VideoWriter(tmp_path / "clip.mp4") as writer:
+        for frame in np.zeros((20, 64, 64, 3), np.uint8):
+            writer.write(frame)
+    (tmp_path / "attn.pth").write_bytes(b"x")
+    monkeypatch.setattr(embed_cli, "load_mineclip", lambda path, device: None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main = embed_cli.cli.run_main
+        cli_main("embed_cli", lambda: embed_cli.main(["--video", str(tmp_path / "clip.mp4"), "--start_frame", "5",
+                                                      "--mineclip_weights", str(tmp_path / "attn.pth"),
+                                                      "--output", str(tmp_path / "x.npy"), "--device", "cpu"]))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"embed_cli: --start_frame 5: {tmp_path}/clip.mp4 has 20 frames; frames 5..20 do not all "
+                                       "exist; give a --start_frame of at most 4\n")
+    assert not (tmp_path / "x.npy").exists()
 
 
 @pytest.mark.slow  # the whole pipeline, ~90 s: run_tests.sh --all and CI run it

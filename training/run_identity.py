@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from toolkit_utils.file_hashes import file_fingerprint
 from data.minecraft_dataset import read_sampling_file
 from vpt_model.config import PolicyConfig
 
@@ -33,17 +34,6 @@ SAFE_TO_CHANGE = (
     "snapshot_every_n_frames", "max_steps", "mixed_precision", "compile", "cpu", "log_dir",
     "max_bad_sample_fraction", "trust_legacy_pickle", "batch_size", "processes",
 )
-HASH_CHUNK = 16 * 2**20
-
-
-def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """{'path', 'bytes', 'sha256'} of a file (reads it once: ~1 s per GB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return {"path": str(path), "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
-
 
 def sampling_fingerprint(sampling_dir: str | os.PathLike, sampling: str) -> str:
     """sha256 of the episode lists `<sampling>_train.txt` and `_val.txt` (comments and blank lines ignored)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,13 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit_utils.atomic_files import atomic_write_bytes
-from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict
+from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict, strip_key_prefixes
 from vpt_model.action_head import CategoricalHead
 from vpt_model.action_space import ENV_BUTTONS, FACTORED_BUTTONS, N_CAMERA_BINS, undiscretize_camera
 from vpt_model.config import PolicyConfig
 from vpt_model.layers import NormedLayer
-from vpt_model.model_files import read_model_file, strip_key_prefixes
+from vpt_model.model_files import read_model_file
 from vpt_model.policy import MinecraftPolicy, PolicyState
 
 N_IDM_BUTTONS = len(FACTORED_BUTTONS)  # 20 binary outputs
@@ -231,13 +229,6 @@ def idm_actions_to_env(buttons: np.ndarray, camera_bins: np.ndarray) -> tuple[np
     env_buttons = np.zeros((len(buttons), len(ENV_BUTTONS)), dtype=np.uint8)
     env_buttons[:, :N_IDM_BUTTONS] = buttons != 0
     return env_buttons, undiscretize_camera(camera_bins).astype(np.float32)
-
-
-def write_idm_model_file(config: IDMConfig, path: str | os.PathLike) -> None:
-    """Write a `.model` file in the original layout (tests and tiny demo models)."""
-    net_args, pi_head_opts = config.to_model_kwargs()
-    data = {"model": {"args": {"net": {"args": net_args}, "pi_head_opts": pi_head_opts}}}
-    atomic_write_bytes(path, pickle.dumps(data, protocol=4))
 
 
 def load_idm_config(model: str | os.PathLike) -> IDMConfig:

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolkit_utils.atomic_files import atomic_torch_save
 from toolkit_utils.state_dicts import check_state_dict, read_state_dict, strip_key_prefixes
-from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
 from vpt_model.config import PolicyConfig, preset
 
 # Prefixes the original training code left on saved keys (DDP / its policy wrapper); torch.compile's
@@ -67,13 +67,6 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
-def write_model_file(config: PolicyConfig, path: str | os.PathLike) -> None:
-    """Write a `.model` file in the original layout (used by tests and for tiny demo models)."""
-    net_args, pi_head_opts = config.to_policy_kwargs()
-    data = {"model": {"args": {"net": {"args": net_args}, "pi_head_opts": pi_head_opts}}}
-    atomic_write_bytes(path, pickle.dumps(data, protocol=4))
-
-
 def load_policy_config(model: str | os.PathLike) -> PolicyConfig:
     """A `.model` path or a preset name ('2x', '1x', '3x', 'tiny') -> PolicyConfig."""
     if str(model).endswith(".model") or Path(model).is_file():
@@ -111,15 +104,3 @@ def save_policy_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Save like the original (`torch.save(state_dict)`, no prefixes), atomically."""
     atomic_torch_save(policy_state_dict(model), path)
 
-
-def export_safetensors(model_or_weights: nn.Module | str | os.PathLike, path: str | os.PathLike) -> None:
-    """Write the weights as `.safetensors` (no pickle at all when reading them back)."""
-    from safetensors.torch import save_file
-
-    if isinstance(model_or_weights, nn.Module):
-        state_dict = policy_state_dict(model_or_weights)
-    else:
-        state_dict = strip_key_prefixes(read_state_dict(model_or_weights), WEIGHT_KEY_PREFIXES)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp))
-    os.replace(tmp, path)

@@ -11,8 +11,6 @@ Call convention (all tensors batch-first, T frames per call):
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,10 +113,6 @@ class MinecraftAgentPolicy(nn.Module):
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> PolicyState:
         return self.net.initial_state(batch_size, device)
-
-    def describe(self) -> dict[str, Any]:
-        """Short summary for logs."""
-        return {"class": type(self).__name__, "parameters": sum(p.numel() for p in self.parameters()), **vars(self.config)}
 
 
 def detach_state(state: PolicyState) -> PolicyState:

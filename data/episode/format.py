@@ -20,7 +20,6 @@ read through the same API (`data.episode.legacy`), only when the caller trusts i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -221,15 +220,6 @@ def count_mismatch(counts: Mapping[str, int | None]) -> list[str]:
         listed = ", ".join(f"{name} {count}" for name, count in known.items())
         return [f"frame-count mismatch: {listed}"]
     return []
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> dict:

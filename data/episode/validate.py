@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from toolkit_utils.file_hashes import file_sha256
 from data.episode.format import (
     ACTIONS_FILE,
     EMBED_START,
@@ -42,7 +43,6 @@ from data.episode.format import (
     is_leftover_dir,
     read_json,
     rows,
-    sha256,
 )
 from data.episode.legacy import legacy_actions, legacy_embeds, legacy_num_frames, refuse_legacy
 from data.episode.reader import load_actions_npz, load_embeds_npy
@@ -191,7 +191,7 @@ def _check_file_records(path: Path, files: Any) -> list[str]:
         size = (path / name).stat().st_size
         if size != record.get("bytes"):
             errors.append(f"{name}: {size} bytes, metadata.json recorded {record.get('bytes')} (truncated or replaced)")
-        elif sha256(path / name) != record["sha256"]:
+        elif file_sha256(path / name) != record["sha256"]:
             errors.append(f"{name}: sha256 differs from metadata.json (corrupt or modified after writing)")
     return errors
 

@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from toolkit_utils.file_hashes import file_sha256
 from data.episode.format import (
     ACTIONS_FILE,
     EMBED_START,
@@ -37,7 +38,6 @@ from data.episode.format import (
     check_optional_action_arrays,
     count_mismatch,
     leftover_writer_pid,
-    sha256,
 )
 from data.video_io import DEFAULT_CRF, DEFAULT_GOP, VideoWriter
 from vpt_model.action_space import ENV_BUTTONS, env_actions_to_arrays, env_arrays_to_joint
@@ -254,7 +254,7 @@ class EpisodeWriter:
         files = {}
         for name in (FRAMES_FILE, ACTIONS_FILE, EMBEDS_FILE):
             _fsync_path(self.temp_dir / name)
-            files[name] = {"bytes": (self.temp_dir / name).stat().st_size, "sha256": sha256(self.temp_dir / name)}
+            files[name] = {"bytes": (self.temp_dir / name).stat().st_size, "sha256": file_sha256(self.temp_dir / name)}
         metadata = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

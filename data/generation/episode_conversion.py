@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -41,6 +40,7 @@ from mineclip_model.embedding import WINDOW, embed_frames_sliding
 from mineclip_model.image_encoder import MINECLIP_FRAME_HEIGHT, MINECLIP_FRAME_WIDTH
 from mineclip_model.mineclip import MineCLIP, MineCLIPConfig, load_mineclip
 from toolkit_utils import cli
+from vpt_model.frame_resize import resize_frame
 
 EMBED_CHUNK_FRAMES = 2048  # MineCLIP frames held in memory at once (~250 MB); long videos are embedded in chunks
 SOURCE_WIDTH, SOURCE_HEIGHT = 640, 360  # contractor videos; what the agent sees in MineRL
@@ -159,13 +159,13 @@ def agent_and_mineclip_frames(frame: np.ndarray, gui_open: bool, cursor_xy: np.n
     pixels; NaN: unknown, not drawn) while a GUI is open, then resized as the original does.
     """
     if frame.shape[:2] != (SOURCE_HEIGHT, SOURCE_WIDTH):
-        frame = cv2.resize(frame, (SOURCE_WIDTH, SOURCE_HEIGHT), interpolation=cv2.INTER_LINEAR)
+        frame = resize_frame(frame, (SOURCE_HEIGHT, SOURCE_WIDTH))
     elif gui_open:
         frame = frame.copy()  # the cursor is drawn in place
     if gui_open and np.all(np.isfinite(cursor_xy)):
         draw_cursor(frame, float(cursor_xy[0]), float(cursor_xy[1]))
-    agent = cv2.resize(frame, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_LINEAR)
-    mineclip = cv2.resize(frame, (MINECLIP_FRAME_WIDTH, MINECLIP_FRAME_HEIGHT), interpolation=cv2.INTER_LINEAR)
+    agent = resize_frame(frame, (FRAME_SIZE, FRAME_SIZE))
+    mineclip = resize_frame(frame, (MINECLIP_FRAME_HEIGHT, MINECLIP_FRAME_WIDTH))
     return agent, mineclip
 
 

@@ -22,7 +22,6 @@ the 22 outputs (20 buttons, camera pitch, camera yaw; `CONFIDENCE_NAMES`). Episo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +42,8 @@ from data.generation.episode_conversion import (
     resample_indices,
 )
 from data.video_io import VideoReader, read_video_frames
-from MineRLConditionalAgent import resize_frame
+from vpt_model.frame_resize import resize_frame
+from toolkit_utils.file_hashes import file_sha256
 from toolkit_utils import cli
 from vpt_model.inverse_dynamics import (
     CONFIDENCE_NAMES,
@@ -243,15 +243,6 @@ def idm_input_frames(video: str | os.PathLike, frame_indices: np.ndarray | None 
             resized = idm_frame(frame) if resized is None else resized
             yield resized
             target = next(wanted, None)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (recorded in the metadata of every labelled episode)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def idm_metadata(model: str | os.PathLike, weights: str | os.PathLike, labeller: IDMLabeller) -> dict[str, Any]:
