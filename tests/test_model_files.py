@@ -115,3 +115,35 @@ def test_model_file_with_numpy_scalars_loads_as_plain_numbers(tmp_path):
     args, opts = read_model_file(path)
     assert type(args["hidsize"]) is int and type(opts["temperature"]) is float
     assert PolicyConfig.from_policy_kwargs(args, opts) == preset("2x")
+
+
+def test_preset_names_are_every_preset():
+    from vpt_model.config import PRESET_NAMES
+
+    for name in PRESET_NAMES:
+        preset(name)
+    with pytest.raises(ValueError, match=r"choose one of \['1x', '2x', '3x', 'tiny'\]"):
+        preset("4x")
+    assert sorted(PRESET_NAMES) == ["1x", "2x", "3x", "tiny"]
+
+
+def test_weights_given_as_the_model_file_are_named_as_such(tmp_path):
+    torch.save({"w": torch.zeros(1)}, tmp_path / "steve1.weights")
+    with pytest.raises(ValueError, match=r"steve1.weights: a torch.save file \(weights\?\), not a VPT .model file"):
+        read_model_file(tmp_path / "steve1.weights")
+
+
+def test_weights_of_another_architecture_name_the_one_they_fit(tmp_path):
+    from toolkit_utils import cli
+    from training.checks import check_policy_files
+
+    save_policy_weights(SteveAgentPolicy(preset("tiny")), tmp_path / "tiny.weights")
+    with pytest.raises(cli.SettingError) as error:
+        check_policy_files("2x", [str(tmp_path / "tiny.weights")], GOAL_LAYER_KEYS)
+    assert str(error.value).startswith(f"--in_weights {tmp_path}/tiny.weights: {tmp_path}/tiny.weights does not match")
+    assert str(error.value).endswith("; these weights fit the tiny architecture: give its .model as --in_model (IN_MODEL)")
+    state = SteveAgentPolicy(preset("tiny")).state_dict()
+    state["pi_head.camera.linear_layer.bias"] = torch.zeros(3)  # fits no architecture
+    torch.save(state, tmp_path / "odd.weights")
+    with pytest.raises(cli.SettingError, match=r"; use weights of the --in_model architecture \(tiny\)$"):
+        check_policy_files("tiny", [str(tmp_path / "odd.weights")], GOAL_LAYER_KEYS)

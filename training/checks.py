@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from embed_conditioned_policy import SteveAgentPolicy
 from toolkit_utils import cli
 from toolkit_utils.state_dicts import StateDictMismatchError, check_state_dict, read_state_dict
-from vpt_model.config import PolicyConfig
+from vpt_model.config import PRESET_NAMES, PolicyConfig, preset
 from vpt_model.model_files import load_policy_config, strip_key_prefixes
 
 MODEL_FIX = "download_weights.sh puts 2x.model in data/weights/vpt/; or use a preset: 2x, 1x, 3x, tiny"
@@ -57,5 +57,22 @@ def check_policy_files(in_model: str, weights: Sequence[str], allow_missing: tup
         except (StateDictMismatchError, ValueError) as e:
             words = str(e).split()
             shown = " ".join(words[:MAX_SHOWN_WORDS]) + (" ..." if len(words) > MAX_SHOWN_WORDS else "")
-            cli.refuse(setting, path, shown, f"use weights of the --in_model architecture ({in_model})")
+            fits = isinstance(e, StateDictMismatchError) and matching_presets(read_state_dict(path), allow_missing)
+            fix = (f"these weights fit the {' / '.join(fits)} architecture: give its .model as --in_model (IN_MODEL)" if fits
+                   else f"use weights of the --in_model architecture ({in_model})")
+            cli.refuse(setting, path, shown, fix)
     return architecture
+
+
+def matching_presets(state_dict: Mapping[str, torch.Tensor], allow_missing: tuple[str, ...] = ()) -> list[str]:
+    """The preset architectures ('2x', '1x', '3x', 'tiny') whose keys and shapes `state_dict` fits exactly."""
+    fits = []
+    for name in PRESET_NAMES:
+        with torch.device("meta"):
+            model = SteveAgentPolicy(preset(name))
+        try:
+            check_state_dict(model, strip_key_prefixes(state_dict), name, allow_missing)
+        except StateDictMismatchError:
+            continue
+        fits.append(name)
+    return fits

@@ -143,6 +143,9 @@ class PolicyConfig:
         return kwargs, {"temperature": self.temperature}
 
 
+PRESET_NAMES = ("2x", "1x", "3x", "tiny")
+
+
 def preset(name: str) -> PolicyConfig:
     """Built-in configs: the released sizes ('1x', '2x', '3x') and 'tiny' (tests, CPU demo)."""
     base = PolicyConfig.from_policy_kwargs(VPT_2X_POLICY_KWARGS, {"temperature": VPT_TEMPERATURE})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found (download it with download_weights.sh)")
+    if zipfile.is_zipfile(path):  # torch.save writes zip archives; .model files are plain pickles
+        raise ValueError(f"{path}: a torch.save file (weights?), not a VPT .model file: the architecture (.model) and "
+                         "the weights (.weights) are separate files")
     try:
         data = _PlainDataUnpickler(io.BytesIO(path.read_bytes())).load()
     except pickle.UnpicklingError as e:
