@@ -3,10 +3,14 @@
 # visual goal embedding. Edit the variables below, then run from the repo root: bash 4_train_prior.sh
 # The original data.pkl (from download_weights.sh) is a pickle: convert it once to our safe format with
 #   python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
+set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # Pairs to train on: our .npz (text_embeds, visual_embeds, optional texts) or a .pkl (needs TRUST_PICKLE)
 DATA_PATH=${DATA_PATH:-data/prior_dataset/data.npz}
-# Set to 1 to read a .pkl dataset (unpickling can run arbitrary code: only for files you trust); empty: refuse
+# On/off (1/true/yes on; 0/false/no/empty off): read a .pkl dataset (unpickling can run arbitrary code: only for
+# files you trust); off: a .pkl is refused
 TRUST_PICKLE=${TRUST_PICKLE:-}
 # Prior to start from (e.g. data/weights/steve1/steve1_prior.pt); empty: train from scratch like the original
 IN_WEIGHTS=${IN_WEIGHTS:-}
@@ -29,6 +33,7 @@ LOG_DIR=${LOG_DIR:-logs/prior/run_$(date +%Y%m%d-%H%M%S)}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
+switches TRUST_PICKLE  # now 1 or empty; any other value was refused (exit 2)
 # Train; prints the settings, one line per epoch and "New best validation loss" when the output is written.
 "$PYTHON" prior_model/train_prior.py \
   --data_path "$DATA_PATH" \

@@ -5,6 +5,7 @@
 #   BASE_PYTHON=python3.11 bash setup_env.sh   # the interpreter that builds .venv (default: python3)
 #   TORCH_SPEC="torch==2.13.0" ...             # which torch to install when none is present
 #   FORCE_SETUP=1 ...                           # reinstall the requirements even when nothing changed
+#                                               # (on/off: 1/true/yes on; 0/false/no/empty off; else refused)
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${VENV:-$REPO_ROOT/.venv}"
@@ -18,6 +19,9 @@ fi
 BASE_PYTHON="${BASE_PYTHON:-python3}"
 CLIP_SPEC="clip-anytorch==2.6.0"
 STAMP="$VENV/.toolkit-setup-stamp"
+# The on/off rule every script shares (toolkit_utils/switches.sh): FORCE_SETUP becomes 1 or empty, or is refused
+source "$REPO_ROOT/toolkit_utils/switches.sh"
+switches FORCE_SETUP
 
 # What the environment is built from; when it is unchanged and the packages are there, there is nothing to do.
 inputs_hash() {
@@ -33,7 +37,7 @@ sys.exit(0 if all(importlib.util.find_spec(n) for n in names) else 1)
 EOF
 }
 
-if [ -z "${FORCE_SETUP:-}" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] \
+if [ -z "$FORCE_SETUP" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] \
    && [ "$(cat "$STAMP")" = "$(inputs_hash)" ] && packages_present; then
   echo "[setup] $VENV is up to date (requirements unchanged; FORCE_SETUP=1 reinstalls)"
   exit 0
