@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # script -> {variable: the flag it turns on}
 SWITCHES = {
     "1_generate_dataset.sh": {"DEMO_RANDOM_MINECLIP": "--demo_random_mineclip"},
+    "2_create_sampling.sh": {"OVERWRITE": "--overwrite"},
     "2_gen_vid_for_text_prompt.sh": {"OVERLAY_PROMPT": "--overlay_prompt"},
     "2_test_finetuned_model.sh": {"OVERLAY_PROMPT": "--overlay_prompt"},
     "3_train_finetune_template.sh": {"AUGMENT": "--augment", "LOW_MEMORY": "--low_memory"},
@@ -45,7 +46,7 @@ def _stub(path: Path, log: Path) -> Path:
 
 def _run(script: str, changes: dict[str, str | None], tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
     log = tmp_path / "calls.txt"
-    env = {k: v for k, v in os.environ.items() if k not in {n for names in SWITCHES.values() for n in names}}
+    env = {k: v for k, v in os.environ.items() if k not in {"SEED", *(n for names in SWITCHES.values() for n in names)}}
     env.update(PYTHON=str(_stub(tmp_path / "python", log)), ACCELERATE=str(_stub(tmp_path / "accelerate", log)))
     env.update({k: v for k, v in changes.items() if v is not None})
     result = subprocess.run(["bash", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
