@@ -24,7 +24,7 @@ SWITCHES = {
     "2_test_finetuned_model.sh": {"OVERLAY_PROMPT": "--overlay_prompt"},
     "3_train_finetune_template.sh": {"AUGMENT": "--augment", "LOW_MEMORY": "--low_memory"},
     "3_train.sh": {"AUGMENT": "--augment", "LOW_MEMORY": "--low_memory"},  # sets the template's variables, runs it
-    "4_train_prior.sh": {"TRUST_PICKLE": "--trust_pickle"},
+    "4_train_prior.sh": {"TRUST_PICKLE": "--trust_pickle", "OVERWRITE": "--overwrite"},
     "download_weights.sh": {"WITH_PRIOR_DATASET": "--with_prior_dataset"},
 }
 ON = ["1", "true", "yes", "TRUE", "Yes"]
