@@ -32,7 +32,8 @@ packages_present() {  # find_spec only: no import, so this takes well under a se
   "$VENV/bin/python" - <<'EOF' 2>/dev/null
 import importlib.util, sys
 names = ["torch", "accelerate", "av", "cv2", "numpy", "tensorboard", "tqdm", "safetensors", "matplotlib", "ftfy",
-         "regex", "tokenizers", "gym", "pytest", "clip", "data", "training", "vpt_model", "embed_conditioned_policy"]
+         "regex", "tokenizers", "gym", "pytest", "clip", "data", "training", "vpt_model", "rollout", "embed_conditioned_policy",
+         "run_agent"]
 sys.exit(0 if all(importlib.util.find_spec(n) for n in names) else 1)
 EOF
 }

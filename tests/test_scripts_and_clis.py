@@ -63,6 +63,21 @@ def test_every_script_variable_can_come_from_the_environment():
                 assert match.group(2).startswith("${" + match.group(1)), f"{script}: {line}"
 
 
+def test_pyproject_installs_every_package_and_top_level_module():
+    """`pip install -e .` (setup_env.sh) must make every package and top-level module importable from anywhere."""
+    tomllib = pytest.importorskip("tomllib")
+    from setuptools import find_packages
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = set(find_packages(where=str(REPO_ROOT), **config["packages"]["find"]))
+    # every folder with an __init__.py (find_packages only walks into such folders: data/dataset_* costs nothing)
+    packages = set(find_packages(where=str(REPO_ROOT), exclude=["tests", "tests.*"]))
+    assert "rollout" in packages and packages <= installed, sorted(packages - installed)
+    modules = {path.stem for path in REPO_ROOT.glob("*.py")}  # run_agent, embed_conditioned_policy, ...
+    assert {"run_agent", "embed_conditioned_policy", "MineRLConditionalAgent"} <= modules
+    assert modules <= set(config["py-modules"]), sorted(modules - set(config["py-modules"]))
+
+
 def test_run_agent_without_minerl_says_what_to_install():
     result = subprocess.run([sys.executable, "run_agent.py", "--custom_text_prompt", "chop a tree"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)
