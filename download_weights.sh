@@ -2,7 +2,7 @@
 # Download the pretrained files into data/weights/ (VPT, MineCLIP, STEVE-1 agent and prior).
 # Edit the variables below, then run from the repo root: bash download_weights.sh
 # Safe to re-run: complete files are skipped and interrupted HTTP downloads resume.
-# Google Drive files need gdown (pip install gdown); without it the exact manual steps are printed.
+# Google Drive files need gdown (.venv/bin/pip install gdown); without it the exact manual steps are printed.
 # The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
 source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 

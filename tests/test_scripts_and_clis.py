@@ -78,6 +78,20 @@ def test_pyproject_installs_every_package_and_top_level_module():
     assert modules <= set(config["py-modules"]), sorted(modules - set(config["py-modules"]))
 
 
+# A command a user would copy from a message, --help or a script comment, without the .venv/bin/ it needs
+BARE_COMMAND = re.compile(r"(?<![\w/.\-])(python (-m \w|\S+\.py)|tensorboard --logdir|pip install|accelerate launch (-|\S+\.py))")
+
+
+def test_printed_commands_run_as_printed_from_the_repo_root():
+    """`tensorboard`, `python`, `pip`, `accelerate` are only on PATH in an activated venv: hints name .venv/bin/."""
+    listed = subprocess.run(["git", "ls-files", "*.py", "*.sh"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    files = [f for f in listed.split() if not f.startswith("tests/") and f != "setup_env.sh"]  # setup_env builds .venv
+    assert "training/train.py" in files and "rollout/prompts.py" in files
+    bare = [f"{f}:{i}: {line.strip()}" for f in files
+            for i, line in enumerate((REPO_ROOT / f).read_text().splitlines(), 1) if BARE_COMMAND.search(line)]
+    assert not bare, "\n".join(bare)
+
+
 def test_run_agent_without_minerl_says_what_to_install():
     result = subprocess.run([sys.executable, "run_agent.py", "--custom_text_prompt", "chop a tree"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -1,9 +1,9 @@
 r"""Step 2: choose which episodes train and which validate; writes <name>_train.txt, <name>_val.txt and
 <name>_summary.json.
 
-    python data/sampling/generate_sampling.py --type neurips --name finetune --output_dir data/samplings \
+    .venv/bin/python data/sampling/generate_sampling.py --type neurips --name finetune --output_dir data/samplings \
         --dataset_dirs data/dataset_contractor --val_frames 20000 --train_frames -1
-    python data/sampling/generate_sampling.py --type mixed --name mix --output_dir data/samplings \
+    .venv/bin/python data/sampling/generate_sampling.py --type mixed --name mix --output_dir data/samplings \
         --dataset_dirs data/dataset_contractor,data/dataset_custom --dataset_weights 0.8,0.2 --val_frames 20000
 
 Whole episodes, shuffled with --split_seed; train and val never share one. A mixed sampling gives every
