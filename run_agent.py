@@ -1,4 +1,4 @@
-"""Roll the STEVE-1 agent out in MineRL for text or visual prompts; each rollout is an mp4 plus a JSON record.
+r"""Roll the STEVE-1 agent out in MineRL for text or visual prompts; each rollout is an mp4 plus a JSON record.
 
     .venv/bin/python run_agent.py --custom_text_prompt "chop a tree" --seed 0
     .venv/bin/python run_agent.py --visual_prompt prompts/tree.npy            # a saved goal embedding, or a short mp4 clip

@@ -1,4 +1,4 @@
-"""Embed a text prompt or a video clip with MineCLIP and save the 512-d goal embedding as .npy.
+r"""Embed a text prompt or a video clip with MineCLIP and save the 512-d goal embedding as .npy.
 
     .venv/bin/python -m mineclip_model.embed_cli --text "chop a tree" --output prompts/chop_tree_text.npy
     .venv/bin/python -m mineclip_model.embed_cli --text "chop a tree" --prior_weights data/weights/steve1/steve1_prior.pt \

@@ -1,4 +1,4 @@
-"""Two or more videos in one mp4, side by side in a row, each with its label above it.
+r"""Two or more videos in one mp4, side by side in a row, each with its label above it.
 
     .venv/bin/python -m rollout.side_by_side pretrained/chop_a_tree_00.mp4 finetuned/chop_a_tree_00.mp4 \
         --labels pre-trained fine-tuned --output side_by_side/chop_a_tree_00.mp4

@@ -92,6 +92,31 @@ def test_printed_commands_run_as_printed_from_the_repo_root():
     assert not bare, "\n".join(bare)
 
 
+def test_docstring_examples_keep_their_line_continuations():
+    """A `\\` + newline in a plain (not r-prefixed) docstring joins the lines: --help would show one long line."""
+    import ast
+
+    listed = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
+    continued = []
+    for name in listed:
+        source = (REPO_ROOT / name).read_text()
+        tree = ast.parse(source)
+        doc = ast.get_docstring(tree, clean=False)
+        if doc is not None and "\\\n" in ast.get_source_segment(source, tree.body[0]):
+            continued.append(name)
+            assert "\\\n" in doc, f"{name}: make the docstring raw (r\"\"\"...) so its \\ line breaks stay"
+    assert "run_agent.py" in continued and "data/generation/generate_dataset.py" in continued
+
+
+@pytest.mark.parametrize("entrypoint,example", [
+    ("run_agent.py", "my_task_best.weights \\\n        --labels pre-trained fine-tuned"),
+    ("data/generation/generate_dataset.py", "--num_episodes 5 \\\n        --output_dir data/dataset_contractor"),
+    ("training/train.py", "\n    .venv/bin/accelerate launch training/train.py --in_weights"),
+])
+def test_help_shows_the_usage_examples_line_by_line(entrypoint, example):
+    assert example in _help(entrypoint)
+
+
 def test_run_agent_without_minerl_says_what_to_install():
     result = subprocess.run([sys.executable, "run_agent.py", "--custom_text_prompt", "chop a tree"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--n_frames", type=cli.int_range(1), default=10_000_000, help="frames to train on (the run stops at the optimizer step that reaches them); the cosine reaches 0 at 1.1 x n_frames")
     a("--weight_decay", type=cli.non_negative_float, default=0.039428, help="AdamW weight decay (not on biases, LayerNorm or Embedding weights)")
     a("--max_grad_norm", type=cli.positive_float, default=5.0, help="clip the accumulated gradient to this L2 norm")
-    a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer)")
+    a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer); default: none, everything trains")
     a("--seed", type=cli.int_range(0), default=42, help="seed of the data order, training goals, p_uncond draws and initialisation (validation goals do not depend on it)")
     a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile each CNN stack and transformer block (training/performance.py: slower start, faster steps); auto: yes on a GPU, no on a CPU")
     a("--low_memory", action="store_true", help="memory mode: recompute the first CNN stack during backward (about half the activation memory, ~25%% slower; training/performance.py)")

@@ -1,4 +1,4 @@
-"""Convert your own recordings into training episodes.
+r"""Convert your own recordings into training episodes.
 
     .venv/bin/python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
         --mineclip_weights data/weights/mineclip/attn.pth

@@ -1,4 +1,4 @@
-"""Check action labels by eye: draw each frame's action on the frame and write a short mp4.
+r"""Check action labels by eye: draw each frame's action on the frame and write a short mp4.
 
     # an episode (recorded actions, or IDM labels with their confidence): its 128x128 frames, shown at 512x512
     .venv/bin/python -m data.generation.overlay_actions --episode data/dataset_custom/episode_001 --output check.mp4
