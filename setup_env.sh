@@ -55,7 +55,7 @@ quiet_satisfied() { grep --line-buffered -v -e "^Requirement already satisfied" 
 # torch first and on its own: an unpinned torch drags in a multi-GB CUDA build on CPU machines.
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   # Measured for torch 2.13.0+cpu (cp311, manylinux x86_64): a 192 MB wheel, 754 MB installed.
-  echo "[setup] 1/4 installing $TORCH_SPEC (the largest download: 192 MB for the CPU build of 2.13.0, 754 MB installed; the CUDA build with its NVIDIA libraries is several GB)"
+  echo "[setup] 1/4 installing $TORCH_SPEC (the largest download: 192 MB for the CPU build, several GB for a CUDA build)"
   "${PIP[@]}" "$TORCH_SPEC" 2>&1 | quiet_satisfied
 else
   echo "[setup] 1/4 torch is installed: $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
