@@ -5,6 +5,8 @@
 # Safe to re-run: finished episodes are skipped and interrupted downloads resume. Each failed recording is one
 # FAIL line; the run goes on and ends with a summary (exit status 1 if anything failed).
 set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # Recordings to convert per index (-1: all of them; an index holds thousands of ~5 minute recordings)
 N_EPISODES_CONTRACTOR=${N_EPISODES_CONTRACTOR:-5}
@@ -13,8 +15,9 @@ INDEXES=${INDEXES-"8.x 9.x 10.x"}
 # Where converted episodes go, and where downloads wait until converted (one conversion per directory at a time)
 OUTPUT_DIR=${OUTPUT_DIR:-data/dataset_contractor}
 CACHE_DIR=${CACHE_DIR:-data/contractor_cache}
-# MineCLIP weights for the goal embeddings (download_weights.sh); DEMO_RANDOM_MINECLIP=1 uses random weights (demo only)
+# MineCLIP weights for the goal embeddings (download_weights.sh)
 MINECLIP_WEIGHTS=${MINECLIP_WEIGHTS:-data/weights/mineclip/attn.pth}
+# On/off (1/true/yes on; 0/false/no/empty off): random MineCLIP weights instead, for a demo only (meaningless goals)
 DEMO_RANDOM_MINECLIP=${DEMO_RANDOM_MINECLIP:-}
 # Frames per MineCLIP forward (GPU: 256-1024)
 MINECLIP_BATCH_SIZE=${MINECLIP_BATCH_SIZE:-256}
@@ -39,6 +42,7 @@ IDM_WEIGHTS=${IDM_WEIGHTS:-data/weights/vpt/4x_idm.weights}
 # The interpreter that runs the step (the toolkit's .venv)
 PYTHON=${PYTHON:-.venv/bin/python}
 
+switches DEMO_RANDOM_MINECLIP  # now 1 or empty; any other value was refused (exit 2)
 # Contractor indexes, then your recordings, then a validation of every dataset written (one Python entrypoint)
 "$PYTHON" data/generation/generate_dataset.py --indexes "$INDEXES" --num_episodes "$N_EPISODES_CONTRACTOR" \
   --output_dir "$OUTPUT_DIR" --cache_dir "$CACHE_DIR" --mineclip_weights "$MINECLIP_WEIGHTS" \

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Step 2: split the converted episodes into training and validation lists for step 3.
 # Edit the variables, then run from the repo root: bash 2_create_sampling.sh
-# Writes $OUTPUT_DIR/${NAME}_train.txt, ${NAME}_val.txt and ${NAME}_summary.json.
+# Writes $OUTPUT_DIR/${NAME}_train.txt, ${NAME}_val.txt and ${NAME}_summary.json. Running it again with the same
+# result writes nothing; a different result for an existing NAME is refused (another NAME, or OVERWRITE=1).
 set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 # SEED is the training seed in 3_train_finetune_template.sh; the split has its own, SPLIT_SEED.
 if [ -n "${SEED+set}" ]; then
   echo "2_create_sampling.sh: SEED is set (${SEED}) but no longer chooses the split; set SPLIT_SEED instead (and unset SEED)" >&2
@@ -29,11 +32,14 @@ VAL_FROM=${VAL_FROM:-}
 T=${T:-320}
 # Shuffle seed of the split (same seed + same data = same lists on any machine); not the training SEED
 SPLIT_SEED=${SPLIT_SEED:-0}
+# On/off (1/true/yes on; 0/false/no/empty off): replace an existing sampling NAME whose lists differ (off: refuse)
+OVERWRITE=${OVERWRITE:-}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
+switches OVERWRITE  # now 1 or empty; any other value was refused (exit 2)
 "$PYTHON" data/sampling/generate_sampling.py \
   --type "$TYPE" --name "$NAME" --output_dir "$OUTPUT_DIR" \
   --dataset_dirs "$DATASET_DIRS" ${DATASET_WEIGHTS:+--dataset_weights "$DATASET_WEIGHTS"} \
   --val_frames "$VAL_FRAMES" --train_frames "$TRAIN_FRAMES" ${VAL_FROM:+--val_from "$VAL_FROM"} \
-  --T "$T" --split_seed "$SPLIT_SEED"
+  --T "$T" --split_seed "$SPLIT_SEED" ${OVERWRITE:+--overwrite}

@@ -3,6 +3,8 @@
 # optional MineRL install, see README.md; headless machines: prefix the call with xvfb-run -a). Run from the repo root.
 # To compare your fine-tuned weights with the pre-trained ones on the same prompts and worlds: 2_test_finetuned_model.sh
 set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # What the agent should do (a text prompt), or a file of prompts ('text: ...' / 'visual: <.npy or mp4>' per line)
 PROMPT=${PROMPT:-"chop a tree"}
@@ -20,7 +22,7 @@ GAMEPLAY_LENGTH=${GAMEPLAY_LENGTH:-1000}
 NUM_VIDEOS=${NUM_VIDEOS:-1}
 # Seed of the worlds and the agent (video i uses SEED + i); empty: drawn at random and written in the records
 SEED=${SEED:-}
-# Set to 1 to write the prompt on the video
+# On/off (1/true/yes on; 0/false/no/empty off): write the prompt on the video
 OVERLAY_PROMPT=${OVERLAY_PROMPT:-}
 SAVE_DIRPATH=${SAVE_DIRPATH:-data/generated_videos/custom_text_prompt}
 # A dry run without Minecraft: an episode directory or video to replay instead of MineRL (empty: MineRL)
@@ -29,6 +31,7 @@ REPLAY_ENV=${REPLAY_ENV:-}
 DEVICE=${DEVICE:-}
 PYTHON=${PYTHON:-.venv/bin/python}
 
+switches OVERLAY_PROMPT  # now 1 or empty; any other value was refused (exit 2)
 PROMPT_ARGS=(--custom_text_prompt "$PROMPT")
 if [ -n "$PROMPTS_FILE" ]; then PROMPT_ARGS=(--prompts_file "$PROMPTS_FILE"); fi
 

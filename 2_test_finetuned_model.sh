@@ -4,6 +4,8 @@
 # headless machines: prefix the call with xvfb-run -a), or REPLAY_ENV for a dry run. Run from the repo root.
 # Writes SAVE_DIRPATH/pre-trained/*.mp4 + .json, SAVE_DIRPATH/fine-tuned/*.mp4 + .json, SAVE_DIRPATH/side_by_side/*.mp4.
 set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # What the agent should do (a text prompt), or a file of prompts ('text: ...' / 'visual: <.npy or mp4>' per line)
 PROMPT=${PROMPT:-"chop a tree"}
@@ -23,7 +25,7 @@ GAMEPLAY_LENGTH=${GAMEPLAY_LENGTH:-1000}
 NUM_VIDEOS=${NUM_VIDEOS:-3}
 # Seed of the worlds and the agents (video i uses SEED + i for both weights)
 SEED=${SEED:-0}
-# Set to 1 to write the prompt on the videos
+# On/off (1/true/yes on; 0/false/no/empty off): write the prompt on the videos
 OVERLAY_PROMPT=${OVERLAY_PROMPT:-}
 SAVE_DIRPATH=${SAVE_DIRPATH:-data/generated_videos/finetuned_vs_pretrained}
 # A dry run without Minecraft: an episode directory or video to replay instead of MineRL (empty: MineRL)
@@ -32,6 +34,7 @@ REPLAY_ENV=${REPLAY_ENV:-}
 DEVICE=${DEVICE:-}
 PYTHON=${PYTHON:-.venv/bin/python}
 
+switches OVERLAY_PROMPT  # now 1 or empty; any other value was refused (exit 2)
 PROMPT_ARGS=(--custom_text_prompt "$PROMPT")
 if [ -n "$PROMPTS_FILE" ]; then PROMPT_ARGS=(--prompts_file "$PROMPTS_FILE"); fi
 

@@ -7,6 +7,8 @@
 # Frequencies (LOG_FREQ, VAL_FREQ*, SAVE_FREQ) count optimizer steps: one optimizer step is
 # TRUNC_T x BATCH_SIZE x NUM_PROCESSES x GRADIENT_ACCUM_STEPS frames (64 x 8 x 1 x 2 = 1,024 with these values).
 set -euo pipefail
+# The on/off rule every script shares: `switches NAME...` (1/true/yes on; 0/false/no/empty off; else refused)
+source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # Sampling from step 2 (data/samplings/${SAMPLING_NAME}_train.txt and _val.txt)
 SAMPLING_NAME=${SAMPLING_NAME:-finetune}
@@ -48,7 +50,7 @@ WEIGHT_DECAY=${WEIGHT_DECAY:-0.039428}
 MAX_GRAD_NORM=${MAX_GRAD_NORM:-5.0}
 # Parts to keep fixed, e.g. cnn,transformer (trains only the goal layer, last layer and heads); empty: train all
 FREEZE=${FREEZE:-}
-# Set to 1 for colour-jitter / grayscale augmentation of training frames
+# On/off (1/true/yes on; 0/false/no/empty off): colour-jitter / grayscale augmentation of training frames
 AUGMENT=${AUGMENT:-}
 # Where step 2 wrote the sampling lists
 SAMPLING_DIR=${SAMPLING_DIR:-data/samplings}
@@ -65,13 +67,14 @@ MIXED_PRECISION=${MIXED_PRECISION:-auto}
 # torch.compile each CNN stack and transformer block: yes, no; auto: yes on a GPU (1.9x the frames/s of eager on an
 # H200; the first launch compiles for ~1 min, later launches start from the compile cache in ~20 s)
 COMPILE=${COMPILE:-auto}
-# 1: memory mode, for smaller GPUs: recompute the first CNN stack during backward (batch 12 x 64 frames in 13.3 GiB
-# instead of 23.4 GiB on an H200, at 74% of the speed); empty: off
+# On/off (1/true/yes on; 0/false/no/empty off): memory mode, for smaller GPUs: recompute the first CNN stack during
+# backward (batch 12 x 64 frames in 13.3 GiB instead of 23.4 GiB on an H200, at 74% of the speed)
 LOW_MEMORY=${LOW_MEMORY:-}
 # The toolkit's Python and accelerate launcher
 PYTHON=${PYTHON:-.venv/bin/python}
 ACCELERATE=${ACCELERATE:-.venv/bin/accelerate}
 
+switches AUGMENT LOW_MEMORY  # now 1 or empty; any other value was refused (exit 2)
 TRAIN_ARGS=(
   --in_model "$IN_MODEL" --in_weights "$IN_WEIGHTS" --out_weights "$OUT_WEIGHTS"
   --sampling "$SAMPLING_NAME" --sampling_dir "$SAMPLING_DIR" --log_dir "$LOG_DIR" ${CHECKPOINT_DIR:+--checkpoint_dir "$CHECKPOINT_DIR"}

@@ -1,11 +1,11 @@
-"""Roll the STEVE-1 agent out in MineRL for text or visual prompts; each rollout is an mp4 plus a JSON record.
+r"""Roll the STEVE-1 agent out in MineRL for text or visual prompts; each rollout is an mp4 plus a JSON record.
 
-    python run_agent.py --custom_text_prompt "chop a tree" --seed 0
-    python run_agent.py --visual_prompt prompts/tree.npy            # a saved goal embedding, or a short mp4 clip
-    python run_agent.py --prompts_file prompts.txt --num_videos 3 --seed 0
-    python run_agent.py --in_weights data/weights/steve1/steve1.weights data/weights/steve1/my_task_best.weights \
+    .venv/bin/python run_agent.py --custom_text_prompt "chop a tree" --seed 0
+    .venv/bin/python run_agent.py --visual_prompt prompts/tree.npy            # a saved goal embedding, or a short mp4 clip
+    .venv/bin/python run_agent.py --prompts_file prompts.txt --num_videos 3 --seed 0
+    .venv/bin/python run_agent.py --in_weights data/weights/steve1/steve1.weights data/weights/steve1/my_task_best.weights \
         --labels pre-trained fine-tuned --prompts_file prompts.txt --seed 0        # + side-by-side comparisons
-    python run_agent.py --custom_text_prompt "chop a tree" --replay_env some_gameplay.mp4   # dry run, no Minecraft
+    .venv/bin/python run_agent.py --custom_text_prompt "chop a tree" --replay_env some_gameplay.mp4   # dry run, no Minecraft
 
 Goals: a text prompt -> MineCLIP text embedding -> the prior -> a visual goal embedding (guidance 6.0 by
 default); a visual prompt is a .npy embedding or a video clip whose first 16 frames MineCLIP embeds (7.0).

@@ -5,6 +5,7 @@
 #   BASE_PYTHON=python3.11 bash setup_env.sh   # the interpreter that builds .venv (default: python3)
 #   TORCH_SPEC="torch==2.13.0" ...             # which torch to install when none is present
 #   FORCE_SETUP=1 ...                           # reinstall the requirements even when nothing changed
+#                                               # (on/off: 1/true/yes on; 0/false/no/empty off; else refused)
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${VENV:-$REPO_ROOT/.venv}"
@@ -18,6 +19,9 @@ fi
 BASE_PYTHON="${BASE_PYTHON:-python3}"
 CLIP_SPEC="clip-anytorch==2.6.0"
 STAMP="$VENV/.toolkit-setup-stamp"
+# The on/off rule every script shares (toolkit_utils/switches.sh): FORCE_SETUP becomes 1 or empty, or is refused
+source "$REPO_ROOT/toolkit_utils/switches.sh"
+switches FORCE_SETUP
 
 # What the environment is built from; when it is unchanged and the packages are there, there is nothing to do.
 inputs_hash() {
@@ -28,12 +32,13 @@ packages_present() {  # find_spec only: no import, so this takes well under a se
   "$VENV/bin/python" - <<'EOF' 2>/dev/null
 import importlib.util, sys
 names = ["torch", "accelerate", "av", "cv2", "numpy", "tensorboard", "tqdm", "safetensors", "matplotlib", "ftfy",
-         "regex", "tokenizers", "gym", "pytest", "clip", "data", "training", "vpt_model", "embed_conditioned_policy"]
+         "regex", "tokenizers", "gym", "pytest", "clip", "data", "training", "vpt_model", "rollout", "embed_conditioned_policy",
+         "run_agent"]
 sys.exit(0 if all(importlib.util.find_spec(n) for n in names) else 1)
 EOF
 }
 
-if [ -z "${FORCE_SETUP:-}" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] \
+if [ -z "$FORCE_SETUP" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] \
    && [ "$(cat "$STAMP")" = "$(inputs_hash)" ] && packages_present; then
   echo "[setup] $VENV is up to date (requirements unchanged; FORCE_SETUP=1 reinstalls)"
   exit 0
@@ -49,7 +54,8 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-ba
 quiet_satisfied() { grep --line-buffered -v -e "^Requirement already satisfied" -e "^WARNING: Location .* is ignored" || true; }
 # torch first and on its own: an unpinned torch drags in a multi-GB CUDA build on CPU machines.
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  echo "[setup] 1/4 installing $TORCH_SPEC (the largest download: ~200 MB for the CPU build)"
+  # Measured for torch 2.13.0+cpu (cp311, manylinux x86_64): a 192 MB wheel, 754 MB installed.
+  echo "[setup] 1/4 installing $TORCH_SPEC (the largest download: 192 MB for the CPU build, several GB for a CUDA build)"
   "${PIP[@]}" "$TORCH_SPEC" 2>&1 | quiet_satisfied
 else
   echo "[setup] 1/4 torch is installed: $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"

@@ -1,6 +1,6 @@
 """Latency of one agent step with classifier-free guidance: 640x360 observation in, MineRL action out.
 
-    python benchmarks/bench_agent_step.py --preset 2x --device cuda --steps 200
+    .venv/bin/python benchmarks/bench_agent_step.py --preset 2x --device cuda --steps 200
 
 Runs the agent with plain eager calls and with the step replayed from a CUDA graph (the default on a GPU,
 vpt_model/fast_acting.py) on the same observations, and prints one JSON line per way: median and p90 ms

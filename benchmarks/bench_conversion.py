@@ -1,6 +1,6 @@
 """Step 1 throughput against the number of conversion processes (--jobs), the way 1_generate_dataset.sh runs it.
 
-    python benchmarks/bench_conversion.py --jobs 1,2,4,8,16 --recordings 16 --frames 1200 --mineclip full
+    .venv/bin/python benchmarks/bench_conversion.py --jobs 1,2,4,8,16 --recordings 16 --frames 1200 --mineclip full
 
 Generates one contractor-format recording (640x360 h264 + jsonl, data/generation/synthetic_contractor; encoding
 640x360 frames costs ~13 ms each, so it is generated once) and copies it to --recordings names, then for each --jobs setting converts all of them from a local index into a fresh output directory with one

@@ -10,8 +10,8 @@ depend on their values):
                              null filtering + 128x128 frames + MineCLIP embeddings (real-size architecture, fp16) +
                              writing the episodes; frames/s of labelled source frames, one timed run.
 
-    python benchmarks/bench_idm.py --device cuda                 # the 4x IDM (under 2 minutes on an H200)
-    python benchmarks/bench_idm.py --device cpu --tiny           # smoke test: tiny IDM and MineCLIP, small sizes
+    .venv/bin/python benchmarks/bench_idm.py --device cuda                 # the 4x IDM (under 2 minutes on an H200)
+    .venv/bin/python benchmarks/bench_idm.py --device cpu --tiny           # smoke test: tiny IDM and MineCLIP, small sizes
 (from the repo root; prefix PYTHONPATH=. where the repo is not pip-installed)
 """
 

@@ -12,8 +12,8 @@ bench_video_io.py) of several 6,000-frame episodes, in one process pinned to --c
                indices frame by frame (vpt_model.action_space)
 The episodes are written once to --data_dir and reused while their settings match.
 
-  python benchmarks/bench_loader.py                       # ~2 minutes the first time, ~1 after
-  python benchmarks/bench_loader.py --cores 2 --samples 20
+  .venv/bin/python benchmarks/bench_loader.py                       # ~2 minutes the first time, ~1 after
+  .venv/bin/python benchmarks/bench_loader.py --cores 2 --samples 20
 Reference (the original STEVE-1 code): the original loader gave ~3,400 frames/s per worker on one core of
 a 2-core machine for 6,000-frame episodes (generated frames).
 """

@@ -4,8 +4,8 @@ Measures the whole call, numpy frames in -> numpy embeddings out (host-to-device
 included), with random weights (speed does not depend on their values). Prints a table and
 one JSON line (also appended to --json_out when given).
 
-  python benchmarks/bench_mineclip_embedding.py --device cuda --num_frames 8192
-  python benchmarks/bench_mineclip_embedding.py --device cpu --tiny --num_frames 256   # smoke test
+  .venv/bin/python benchmarks/bench_mineclip_embedding.py --device cuda --num_frames 8192
+  .venv/bin/python benchmarks/bench_mineclip_embedding.py --device cpu --tiny --num_frames 256   # smoke test
 (from the repo root; prefix PYTHONPATH=. where the repo is not pip-installed)
 Reference (the original STEVE-1 code on an H100): the original runs 236 frames/s; its image encoder alone
 7,362 frames/s (bf16, batch 1024).

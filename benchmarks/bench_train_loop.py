@@ -1,6 +1,6 @@
 """End-to-end training throughput: training/train.py on generated episodes, launched as a user launches it.
 
-    python benchmarks/bench_train_loop.py --work_dir /tmp/steve1_bench_loop --max_steps 60
+    .venv/bin/python benchmarks/bench_train_loop.py --work_dir /tmp/steve1_bench_loop --max_steps 60
 
 Writes --num_episodes generated episodes (the textured block world of bench_video_io.py, random actions
 and embeddings; several processes) and a sampling, then runs train.py twice at the guide's defaults

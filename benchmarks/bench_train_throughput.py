@@ -1,7 +1,7 @@
 """Training throughput of the STEVE-1 policy: frames/s and peak GPU memory of one training micro-step.
 
-    python benchmarks/bench_train_throughput.py --preset 2x --batch_size 12 --trunc_t 64 --variants regional,eager
-    python benchmarks/bench_train_throughput.py --variants regional --check --profile $OUT/profile.txt
+    .venv/bin/python benchmarks/bench_train_throughput.py --preset 2x --batch_size 12 --trunc_t 64 --variants regional,eager
+    .venv/bin/python benchmarks/bench_train_throughput.py --variants regional --check --profile $OUT/profile.txt
 
 A micro-step is what the original STEVE-1 timed: forward + backward of one truncated-BPTT window
 (batch x trunc_t frames, state carried and detached), gradient clipping and an AdamW step, under bf16

@@ -8,8 +8,8 @@ and in the original STEVE-1 format (mp4v through cv2.VideoWriter), then times ra
 Frames are generated (a blocky textured world scrolling under the camera) unless --frames_from
 names a video to take them from (resized to 128x128 with INTER_LINEAR and looped).
 
-  python benchmarks/bench_video_io.py
-  python benchmarks/bench_video_io.py --frames_from clip.mp4 --threads 1 2 0
+  .venv/bin/python benchmarks/bench_video_io.py
+  .venv/bin/python benchmarks/bench_video_io.py --frames_from clip.mp4 --threads 1 2 0
 Reference (the original STEVE-1 code): the original loader gave ~3,400 frames/s per worker, everything
 included (unpickling, seeking, per-frame action conversion), for 6,000-frame episodes.
 """

@@ -1,4 +1,4 @@
-"""Check episodes: `python data/EpisodeStorage.py --validate PATH [PATH ...] [--trust_legacy_pickle] [--no_decode]`.
+"""Check episodes: `.venv/bin/python data/EpisodeStorage.py --validate PATH [PATH ...] [--trust_legacy_pickle] [--no_decode]`.
 
 The guide's command, kept under its name. The episode format itself lives in the `data/episode/` package
 (format, writer, reader, validate, legacy); this file only runs `data.episode.validate.main`.

@@ -1,6 +1,6 @@
 """Data diagnostic: look at the first batches of a sampling the way training will see them.
 
-    python data/diagnose_dataset.py --sampling finetune --sampling_dir data/samplings --T 320
+    .venv/bin/python data/diagnose_dataset.py --sampling finetune --sampling_dir data/samplings --T 320
 
 Prints obs keys, image shape and value range, embedding shape and mean norm, action histograms.
 Exits with status 1 when something is off: all-zero images, NaN/inf embeddings, all-zero goal embeddings,

@@ -1,6 +1,6 @@
 """The whole guide on a built-in example, on a CPU in a few minutes: generated data, a tiny model.
 
-    python examples/end_to_end.py --workdir example_run
+    .venv/bin/python examples/end_to_end.py --workdir example_run
 
 1. Generate contractor-format recordings (640x360 h264 + jsonl) whose frames show which action is taken
    (data/generation/synthetic_contractor.py), and serve them with an index from a local HTTP server on
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         ("resumable checkpoints + TensorBoard", checkpoint_dir), ("text log", work / "logs"),
                         ("training curves", work / "training_curves.png")]:
         print(f"  {label:45s} {path}")
-    print(f"Watch the run: tensorboard --logdir {checkpoint_dir / 'logs'}")
+    print(f"Watch the run: .venv/bin/tensorboard --logdir {checkpoint_dir / 'logs'}")
     return 0 if learned else 1
 
 

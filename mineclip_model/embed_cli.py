@@ -1,9 +1,9 @@
-"""Embed a text prompt or a video clip with MineCLIP and save the 512-d goal embedding as .npy.
+r"""Embed a text prompt or a video clip with MineCLIP and save the 512-d goal embedding as .npy.
 
-    python -m mineclip_model.embed_cli --text "chop a tree" --output prompts/chop_tree_text.npy
-    python -m mineclip_model.embed_cli --text "chop a tree" --prior_weights data/weights/steve1/steve1_prior.pt \
+    .venv/bin/python -m mineclip_model.embed_cli --text "chop a tree" --output prompts/chop_tree_text.npy
+    .venv/bin/python -m mineclip_model.embed_cli --text "chop a tree" --prior_weights data/weights/steve1/steve1_prior.pt \
         --output prompts/chop_tree_goal.npy          # through the prior: a goal the agent can follow
-    python -m mineclip_model.embed_cli --video clip.mp4 --start_frame 120 --output prompts/clip_goal.npy
+    .venv/bin/python -m mineclip_model.embed_cli --video clip.mp4 --start_frame 120 --output prompts/clip_goal.npy
 
 A video prompt is the MineCLIP embedding of 16 consecutive frames (what STEVE-1 calls a visual prompt);
 run_agent.py --visual_prompt takes the saved file.

@@ -29,7 +29,7 @@ from tokenizers.models import BPE
 
 CLIP_BPE_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_BPE_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
-CLIP_VOCAB_INSTALL_HINT = "pip install --no-deps clip-anytorch==2.6.0"
+CLIP_VOCAB_INSTALL_HINT = ".venv/bin/pip install --no-deps clip-anytorch==2.6.0"
 NUM_MERGES = 49152 - 256 - 2  # CLIP uses the file's first 48,894 merges (lines 1..48894)
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"

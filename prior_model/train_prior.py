@@ -6,15 +6,17 @@ steve1_prior.pt format). Differences on purpose: a seeded split and a seeded val
 original's validation loss was random), fp32 instead of fp16 autocast, TensorBoard logging, a NaN stop,
 atomic checkpoint writes, and a pickle-free dataset format. When fine-tuning (--in_weights), the input
 prior is the best until an epoch beats its validation loss, so the output is never worse than the input.
+An existing --output_path (or --convert_only's .npz) is kept unless --overwrite; --in_weights is never replaced.
 
-    python prior_model/train_prior.py --data_path data/prior_dataset/data.npz
-    python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
+    .venv/bin/python prior_model/train_prior.py --data_path data/prior_dataset/data.npz
+    .venv/bin/python prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from prior_model.prior_dataset import (
     PriorPairs,
     UntrustedPickleError,
     is_pickle_path,
+    load_npz_pairs,
     load_pairs,
     save_npz_pairs,
     split_indices,
@@ -42,6 +45,8 @@ PROGRAM = "prior_model/train_prior.py"
 DEFAULT_DATA_PATH = "data/prior_dataset/data.npz"
 DEFAULT_OUTPUT_PATH = "data/weights/steve1/steve1_prior_finetuned.pt"  # never the user's steve1_prior.pt
 DEFAULT_LOG_ROOT = "logs/prior"
+# The one-time conversion of the original pairs, as a user runs it from the repo root
+CONVERT_COMMAND = ".venv/bin/python prior_model/train_prior.py --data_path {pkl} --trust_pickle --convert_only"
 TEXT_LOG_NAME = "train_prior.log"  # beside the TensorBoard events of the run
 VAL_NOISE_SEED_OFFSET = 1  # validation draws its own fixed noise, independent of the training stream
 
@@ -60,6 +65,8 @@ def build_parser() -> cli.ArgumentParser:
                    help="where --convert_only writes the .npz (default: --data_path with the suffix .npz)")
     p.add_argument("--output_path", default=DEFAULT_OUTPUT_PATH,
                    help="where the best-on-validation prior is written, as a plain state dict like steve1_prior.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output_path (or --convert_only's .npz); default: refuse, keeping it")
     p.add_argument("--in_weights", default=None,
                    help="start from this prior (e.g. data/weights/steve1/steve1_prior.pt); its sizes override "
                         "--hidden_dim/--latent_dim, and it stays the best until an epoch beats it on validation. "
@@ -114,10 +121,11 @@ def read_dataset(args: argparse.Namespace) -> PriorPairs:
     path = Path(args.data_path)
     if not path.exists():
         pkl = path.with_suffix(".pkl")
-        fix = "download_weights.sh puts the original data.pkl in data/prior_dataset/"
+        fix = ("for the original pairs run WITH_PRIOR_DATASET=1 bash download_weights.sh (it writes "
+               "data/prior_dataset/data.pkl), then convert them once: "
+               + CONVERT_COMMAND.format(pkl="data/prior_dataset/data.pkl"))
         if not is_pickle_path(path) and pkl.exists():
-            fix = (f"the original {pkl} is there: convert it once with "
-                   f"python prior_model/train_prior.py --data_path {pkl} --trust_pickle --convert_only")
+            fix = f"the original {pkl} is there: convert it once with " + CONVERT_COMMAND.format(pkl=pkl)
         cli.refuse("--data_path", path, "not found", fix)
     try:
         pairs = load_pairs(path, trust_pickle=args.trust_pickle)
@@ -133,6 +141,26 @@ def read_dataset(args: argparse.Namespace) -> PriorPairs:
         cli.refuse("--data_path", path, f"has non-finite embeddings in {int(bad.sum())} pairs (first: row {int(np.argmax(bad))})",
                    "remove them before training")
     return pairs
+
+
+def _same_file(a: Path, b: str | Path) -> bool:
+    return os.path.samefile(a, b) if a.exists() and Path(b).exists() else a.resolve() == Path(b).resolve()
+
+
+def check_output(args: argparse.Namespace) -> Path:
+    """--output_path, refused (SettingError) where training would destroy something: the --in_weights it starts
+    from (always), a folder, or an existing file without --overwrite (a prior trained earlier)."""
+    path = Path(args.output_path)
+    if args.in_weights and _same_file(path, args.in_weights):
+        cli.refuse("--output_path", path, "is --in_weights; training would replace the prior it starts from",
+                   "choose another --output_path (OUTPUT_PATH in 4_train_prior.sh)")
+    if path.is_dir():
+        cli.refuse("--output_path", path, "is a folder", "name the .pt file to write")
+    if path.exists() and not args.overwrite:
+        cli.refuse("--output_path", path, "already exists (a prior trained earlier)",
+                   "choose another --output_path (OUTPUT_PATH in 4_train_prior.sh), or replace it with --overwrite "
+                   "(OVERWRITE=1)")
+    return path
 
 
 def evaluate(model: GoalPrior, text: torch.Tensor, visual: torch.Tensor, batch_size: int, beta: float,
@@ -169,6 +197,7 @@ def load_start(args: argparse.Namespace, embed_dim: int) -> GoalPrior:
 
 def train(args: argparse.Namespace) -> TrainResult:
     """Run the whole training; every check that can fail runs before anything is written."""
+    output_path = check_output(args)
     device = resolve_device(args.device)
     pairs = read_dataset(args)
     try:
@@ -187,7 +216,6 @@ def train(args: argparse.Namespace) -> TrainResult:
 
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     log_dir = Path(args.log_dir or f"{DEFAULT_LOG_ROOT}/run_{time.strftime('%Y%m%d-%H%M%S')}")
-    output_path = Path(args.output_path)
     settings = {**vars(args), "device": str(device), "log_dir": str(log_dir), "model_config": str(model.config),
                 "n_pairs": len(pairs), "n_train": len(train_idx), "n_val": len(val_idx),
                 "steps_per_epoch": steps_per_epoch, "total_steps": steps_per_epoch * args.n_epochs}
@@ -250,17 +278,39 @@ def _train_epochs(args: argparse.Namespace, model: GoalPrior, optimizer: torch.o
 
 
 def convert(args: argparse.Namespace) -> Path:
-    """--convert_only: write --data_path as our pickle-free .npz."""
+    """--convert_only: write --data_path as our pickle-free .npz (an existing one with the same pairs is kept)."""
     src = Path(args.data_path)
     dest = Path(args.npz_path) if args.npz_path else src.with_suffix(".npz")
-    if dest.resolve() == src.resolve():
+    if _same_file(dest, src):
         cli.refuse("--npz_path", dest, "would overwrite --data_path", "choose another name")
+    if dest.is_dir():
+        cli.refuse("--npz_path", dest, "is a folder", "name the .npz file to write")
     pairs = read_dataset(args)
+    if dest.exists():
+        if _holds_pairs(dest, pairs):
+            print(f"Unchanged: {dest} already holds these {len(pairs)} pairs; nothing written. "
+                  f"Train with --data_path {dest}")
+            return dest
+        if not args.overwrite:
+            cli.refuse("--npz_path", dest, "already exists with other pairs",
+                       "choose another --npz_path, or replace it with --overwrite")
     save_npz_pairs(pairs, dest)
     texts = "with" if pairs.texts is not None else "without"
     print(f"Wrote {len(pairs)} pairs (embed dim {pairs.embed_dim}, {texts} texts) to {dest}; "
           f"train with --data_path {dest}")
     return dest
+
+
+def _holds_pairs(path: Path, pairs: PriorPairs) -> bool:
+    """Whether the .npz at `path` reads back as exactly `pairs` (an unreadable file does not)."""
+    try:
+        existing = load_npz_pairs(path)
+    except Exception:  # noqa: BLE001 - whatever makes it unreadable (a bad zip, a truncated array), it differs
+        return False
+    same_texts = (existing.texts is None) == (pairs.texts is None) and (
+        pairs.texts is None or list(existing.texts) == list(pairs.texts))
+    return (same_texts and np.array_equal(existing.text_embeds, pairs.text_embeds)
+            and np.array_equal(existing.visual_embeds, pairs.visual_embeds))
 
 
 def main(argv: list[str] | None = None) -> int:

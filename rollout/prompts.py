@@ -3,7 +3,7 @@
 - A text prompt goes through MineCLIP's text encoder and then the prior (text embedding -> a visual goal
   embedding), as STEVE-1 does; STEVE-1 used classifier-free guidance 6.0 for text prompts.
 - A visual prompt is a goal embedding saved as .npy (shape (512,) or (1, 512), e.g. by
-  `python -m mineclip_model.embed_cli`), or a video clip whose first 16 frames MineCLIP embeds on the fly
+  `.venv/bin/python -m mineclip_model.embed_cli`), or a video clip whose first 16 frames MineCLIP embeds on the fly
   (as embed_cli does with --start_frame 0); STEVE-1 used guidance 7.0 for visual prompts.
 - A prompts file lists several, one per line:
       text: chop a tree
@@ -77,7 +77,7 @@ def visual_prompt(path: str | os.PathLike, source: str) -> Prompt:
     suffix = path.suffix.lower()
     if suffix not in EMBEDDING_SUFFIXES + VIDEO_SUFFIXES:
         cli.refuse(source, path, f"is neither a .npy goal embedding nor a video ({', '.join(VIDEO_SUFFIXES)})",
-                   "save an embedding with python -m mineclip_model.embed_cli, or give an mp4 clip")
+                   "save an embedding with .venv/bin/python -m mineclip_model.embed_cli, or give an mp4 clip")
     cli.existing_file(source, path, "check the path")
     return Prompt(source=source, visual_path=path)
 
@@ -129,11 +129,11 @@ def load_goal_file(prompt: Prompt) -> np.ndarray:
         goal = np.load(prompt.visual_path, allow_pickle=False)
     except (OSError, ValueError) as error:
         cli.refuse(prompt.source, prompt.visual_path, f"is not a readable .npy file ({error})",
-                   "save it with python -m mineclip_model.embed_cli")
+                   "save it with .venv/bin/python -m mineclip_model.embed_cli")
     if goal.dtype.kind != "f" or goal.size != EMBED_DIM or goal.squeeze().ndim != 1 or not np.isfinite(goal).all():
         cli.refuse(prompt.source, prompt.visual_path,
                    f"holds {goal.dtype} {list(goal.shape)}, not a finite {EMBED_DIM}-value MineCLIP embedding",
-                   "save one with python -m mineclip_model.embed_cli (shape (512,))")
+                   "save one with .venv/bin/python -m mineclip_model.embed_cli (shape (512,))")
     return goal.reshape(EMBED_DIM).astype(np.float32)
 
 

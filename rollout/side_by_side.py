@@ -1,12 +1,13 @@
-"""Two or more videos in one mp4, side by side in a row, each with its label above it.
+r"""Two or more videos in one mp4, side by side in a row, each with its label above it.
 
-    python -m rollout.side_by_side pretrained/chop_a_tree_00.mp4 finetuned/chop_a_tree_00.mp4 \
+    .venv/bin/python -m rollout.side_by_side pretrained/chop_a_tree_00.mp4 finetuned/chop_a_tree_00.mp4 \
         --labels pre-trained fine-tuned --output side_by_side/chop_a_tree_00.mp4
 
 Every input is scaled to the height of the first (aspect kept, INTER_AREA); the output runs as long as the
 longest input. A shorter input holds its last frame and its label says "(ended)" from then on, so a run
 that ended early (the environment ended the episode) stays visible and is marked. All inputs must have
-the same frame rate; the output has it too (h264, data.video_io.VideoWriter).
+the same frame rate; the output has it too (h264, data.video_io.VideoWriter). An existing output is kept
+unless --overwrite is given, and an output that is one of the inputs is always refused.
 """
 
 from __future__ import annotations
@@ -76,11 +77,30 @@ def render_side_by_side(videos: list[str | os.PathLike], labels: list[str], outp
     return output
 
 
+def check_output(output: str | os.PathLike, videos: list[str], overwrite: bool) -> None:
+    """Refuse (SettingError) an --output that is one of `videos`, a folder, or an existing file without `overwrite`.
+
+    Why: the output replaces its path when complete, so an input named as output would be lost, and a
+    comparison made earlier (perhaps from runs that no longer exist) must not vanish by a repeated command.
+    """
+    path = Path(output)
+    for video in videos:
+        same = os.path.samefile(path, video) if path.exists() else path.resolve() == Path(video).resolve()
+        if same:
+            cli.refuse("--output", output, f"is the input video {video}; writing it would destroy that input",
+                       "choose another --output path")
+    if path.is_dir():
+        cli.refuse("--output", output, "is a folder", "name the mp4 file to write, e.g. --output side_by_side/x.mp4")
+    if path.exists() and not overwrite:
+        cli.refuse("--output", output, "already exists", "add --overwrite to replace it, or choose another --output path")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.ArgumentParser(prog="side_by_side", description=__doc__)
     parser.add_argument("videos", nargs="+", help="two or more videos (e.g. the same prompt and seed with different weights)")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per video (default: the files' parent folder names)")
-    parser.add_argument("--output", required=True, help="the mp4 to write")
+    parser.add_argument("--output", required=True, help="the mp4 to write (never one of the videos)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output when it already exists (default: refuse)")
     args = parser.parse_args(argv)
     if len(args.videos) < 2:
         parser.refuse("videos", " ".join(args.videos), "is one video", "give two or more")
@@ -89,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.labels or [Path(v).parent.name or Path(v).stem for v in args.videos]
     if len(labels) != len(args.videos):
         parser.refuse("--labels", " ".join(labels), f"gives {len(labels)} labels for {len(args.videos)} videos", "give one per video")
+    check_output(args.output, args.videos, args.overwrite)
     try:
         path = render_side_by_side(args.videos, labels, args.output)
     except (VideoError, ValueError) as error:

@@ -77,6 +77,7 @@ def test_help_shows_defaults():
     text = make_parser().format_help()
     assert "(default: 320)" in text and "(default: 1e-05)" in text
     assert "seed (default: 0)" in " ".join(text.split())  # 0 == False, yet a default
+    assert "parts\n" in text and "(default: [])" not in text  # an empty default shows nothing
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -223,6 +223,33 @@ def test_convert_only_writes_a_pickle_free_npz(tmp_path):
         assert raw["text_embeds"].dtype == np.float32 and raw["text_embeds"].shape == (100, 8)
 
 
+def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path, capsys):
+    data_path = save_npz_pairs(_toy_pairs(n=200), tmp_path / "pairs.npz")
+    earlier = save_prior(GoalPrior(PriorConfig(8, 32, 4)), tmp_path / "out" / "prior.pt")
+    kept = earlier.read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        main(_train_argv(tmp_path, data_path, "--n_epochs", "1"))
+    assert refused.value.code == 2 and "already exists (a prior trained earlier)" in capsys.readouterr().err
+    assert earlier.read_bytes() == kept
+    assert main(_train_argv(tmp_path, data_path, "--n_epochs", "1", "--overwrite")) == 0
+    assert earlier.read_bytes() != kept and load_prior(earlier).config == PriorConfig(8, 32, 4)
+
+
+def test_converting_the_same_pairs_again_writes_nothing(tmp_path, capsys):
+    pairs = _toy_pairs(n=50)
+    _write_original_pickle(tmp_path / "data.pkl", pairs)
+    argv = ["--data_path", str(tmp_path / "data.pkl"), "--trust_pickle", "--convert_only"]
+    assert main(argv) == 0
+    first = (tmp_path / "data.npz").stat()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "Unchanged: " in capsys.readouterr().out
+    assert (tmp_path / "data.npz").stat().st_mtime_ns == first.st_mtime_ns
+    _write_original_pickle(tmp_path / "data.pkl", _toy_pairs(n=50, seed=1))
+    assert main([*argv, "--overwrite"]) == 0
+    assert np.array_equal(load_npz_pairs(tmp_path / "data.npz").text_embeds, _toy_pairs(n=50, seed=1).text_embeds)
+
+
 def test_shell_script_flags_exist_in_the_entrypoint():
     script = (REPO_ROOT / "4_train_prior.sh").read_text()
     assert "prior_model/train_prior.py" in script

@@ -514,6 +514,60 @@ def test_side_by_side_cli_refuses_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
+# (arguments after the two inputs a.mp4 and b.mp4 in {d}, the one line on stderr after "side_by_side: ")
+SIDE_BY_SIDE_OUTPUT_ROWS = {
+    "output is the first input": (["--output", "{d}/a.mp4"],
+                                  "--output {d}/a.mp4: is the input video {d}/a.mp4; writing it would destroy that input; "
+                                  "choose another --output path"),
+    "output is an input, spelled differently": (["--output", "{d}/sub/../b.mp4"],
+                                                "--output {d}/sub/../b.mp4: is the input video {d}/b.mp4; writing it "
+                                                "would destroy that input; choose another --output path"),
+    "output is a link to an input": (["--output", "{d}/link.mp4"],
+                                     "--output {d}/link.mp4: is the input video {d}/a.mp4; writing it would destroy "
+                                     "that input; choose another --output path"),
+    "output is an input, even with --overwrite": (["--output", "{d}/b.mp4", "--overwrite"],
+                                                  "--output {d}/b.mp4: is the input video {d}/b.mp4; writing it would "
+                                                  "destroy that input; choose another --output path"),
+    "output exists": (["--output", "{d}/earlier.mp4"],
+                      "--output {d}/earlier.mp4: already exists; add --overwrite to replace it, or choose another "
+                      "--output path"),
+    "output is a folder": (["--output", "{d}/sub", "--overwrite"],
+                           "--output {d}/sub: is a folder; name the mp4 file to write, e.g. --output side_by_side/x.mp4"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(SIDE_BY_SIDE_OUTPUT_ROWS))
+def test_side_by_side_keeps_its_inputs_and_an_existing_output(row, tmp_path, capsys):
+    from rollout import side_by_side
+    from toolkit_utils import cli
+
+    extra, expected = SIDE_BY_SIDE_OUTPUT_ROWS[row]
+    _write_levels(tmp_path / "a.mp4", [10, 20], (32, 32))
+    _write_levels(tmp_path / "b.mp4", [30, 40], (32, 32))
+    (tmp_path / "earlier.mp4").write_bytes(b"an earlier comparison")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "a.mp4")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    argv = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")] + [x.format(d=tmp_path) for x in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main("side_by_side", lambda: side_by_side.main(argv))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"side_by_side: {expected.format(d=tmp_path)}\n"
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.mp4", "b.mp4", "earlier.mp4", "link.mp4", "sub"]
+
+
+def test_side_by_side_overwrite_replaces_an_existing_output(tmp_path, capsys):
+    from rollout import side_by_side
+
+    _write_levels(tmp_path / "a.mp4", [10, 20], (32, 32))
+    _write_levels(tmp_path / "b.mp4", [30, 40], (32, 32))
+    (tmp_path / "earlier.mp4").write_bytes(b"an earlier comparison")
+    argv = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--output", str(tmp_path / "earlier.mp4"), "--overwrite"]
+    assert side_by_side.main(argv) == 0
+    assert len(_frames(tmp_path / "earlier.mp4")) == 2
+
+
 def test_overlay_writes_the_prompt_on_the_video_only(files, tmp_path, capture_agent):
     out = tmp_path / "v"
     assert run_agent.main(_args(files, out, "--visual_prompt", str(files["goal"]), "--gameplay_length", "3",

@@ -151,7 +151,7 @@ def test_mixed_weight_zero_takes_nothing_from_that_dataset(dataset, other_datase
     (root_a, lengths_a, _), (root_b, _) = dataset, other_dataset
     for train_frames in ("300", "-1"):
         train, val, _ = run(
-            tmp_path, "mix", f"{root_a},{root_b}", "--type", "mixed", "--dataset_weights", "1,0",
+            tmp_path / train_frames, "mix", f"{root_a},{root_b}", "--type", "mixed", "--dataset_weights", "1,0",
             "--val_frames", "100", "--train_frames", train_frames,
         )
         assert train and val and set(train + val) <= set(lengths_a), train_frames
@@ -347,6 +347,59 @@ def test_bad_settings_and_data_are_one_line_exit_2_nothing_written(dataset, othe
         line = refusal(capsys.readouterr().err)
         assert line.startswith(f"generate_sampling.py: {expected}"), (argv, line)
         assert not list(tmp_path.glob("*_train.txt")), argv
+
+
+# An existing sampling of the same --name: (what is done to the first run's files, the second run's extra arguments,
+# the refusal after "generate_sampling.py: " or None when the second run succeeds, the files the second run leaves)
+FIRST = ["--val_frames", "150", "--split_seed", "7"]
+REFUSAL = ("--name s: {d}/s_train.txt and {d}/s_val.txt already hold a different sampling; choose another --name "
+           "(NAME in 2_create_sampling.sh), or replace it with --overwrite (OVERWRITE=1)")
+EXISTING_ROWS = {
+    "same settings again": (None, FIRST, None, "kept"),
+    "another split seed": (None, ["--val_frames", "150", "--split_seed", "8"], REFUSAL, "kept"),
+    "another validation budget": (None, ["--val_frames", "300", "--split_seed", "7"], REFUSAL, "kept"),
+    "a list edited by hand": ("edit", FIRST, REFUSAL, "kept"),
+    "only the train list left": ("drop_val", FIRST,
+                                 "--name s: {d}/s_train.txt already holds a different sampling; choose another --name "
+                                 "(NAME in 2_create_sampling.sh), or replace it with --overwrite (OVERWRITE=1)", "kept"),
+    "a folder in the way, even with --overwrite": ("folder", [*FIRST, "--overwrite"],
+                                                   "--name s: {d}/s_val.txt is not a file; move it away, or choose another --name", "kept"),
+    "another split seed with --overwrite": (None, ["--val_frames", "150", "--split_seed", "8", "--overwrite"], None, "replaced"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(EXISTING_ROWS))
+def test_an_existing_sampling_is_kept_unless_the_same_or_overwrite(row, dataset, tmp_path, capsys):
+    root = dataset[0]
+    change, second, expected, outcome = EXISTING_ROWS[row]
+    out = tmp_path / "samplings"
+    run(out, "s", root, *FIRST)
+    if change == "edit":
+        (out / "s_train.txt").write_text((out / "s_train.txt").read_text() + "extra/episode\n")
+    elif change == "drop_val":
+        (out / "s_val.txt").unlink()
+    elif change == "folder":
+        (out / "s_val.txt").unlink()
+        (out / "s_val.txt").mkdir()
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    argv = ["--name", "s", "--output_dir", str(out), "--dataset_dirs", root, "--T", str(T), *second]
+    if expected is None:
+        assert main(argv) == 0
+    else:
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 2
+        assert refusal(capsys.readouterr().err) == "generate_sampling.py: " + expected.format(d=out)
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir() if p.is_file()}
+    if outcome == "kept":
+        assert after == before  # byte-identical and not even rewritten
+        if expected is None:
+            assert "Unchanged: " in capsys.readouterr().out
+    else:
+        run(tmp_path / "fresh", "s", root, *second[:-1])
+        for name in ("s_train.txt", "s_val.txt", "s_summary.json"):
+            assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != before[name][0]
 
 
 def test_help_shows_defaults_and_the_examples_unbroken():

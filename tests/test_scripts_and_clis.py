@@ -63,6 +63,60 @@ def test_every_script_variable_can_come_from_the_environment():
                 assert match.group(2).startswith("${" + match.group(1)), f"{script}: {line}"
 
 
+def test_pyproject_installs_every_package_and_top_level_module():
+    """`pip install -e .` (setup_env.sh) must make every package and top-level module importable from anywhere."""
+    tomllib = pytest.importorskip("tomllib")
+    from setuptools import find_packages
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed = set(find_packages(where=str(REPO_ROOT), **config["packages"]["find"]))
+    # every folder with an __init__.py (find_packages only walks into such folders: data/dataset_* costs nothing)
+    packages = set(find_packages(where=str(REPO_ROOT), exclude=["tests", "tests.*"]))
+    assert "rollout" in packages and packages <= installed, sorted(packages - installed)
+    modules = {path.stem for path in REPO_ROOT.glob("*.py")}  # run_agent, embed_conditioned_policy, ...
+    assert {"run_agent", "embed_conditioned_policy", "MineRLConditionalAgent"} <= modules
+    assert modules <= set(config["py-modules"]), sorted(modules - set(config["py-modules"]))
+
+
+# A command a user would copy from a message, --help or a script comment, without the .venv/bin/ it needs
+BARE_COMMAND = re.compile(r"(?<![\w/.\-])(python (-m \w|\S+\.py)|tensorboard --logdir|pip install|accelerate launch (-|\S+\.py))")
+
+
+def test_printed_commands_run_as_printed_from_the_repo_root():
+    """`tensorboard`, `python`, `pip`, `accelerate` are only on PATH in an activated venv: hints name .venv/bin/."""
+    listed = subprocess.run(["git", "ls-files", "*.py", "*.sh"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    files = [f for f in listed.split() if not f.startswith("tests/") and f != "setup_env.sh"]  # setup_env builds .venv
+    assert "training/train.py" in files and "rollout/prompts.py" in files
+    bare = [f"{f}:{i}: {line.strip()}" for f in files
+            for i, line in enumerate((REPO_ROOT / f).read_text().splitlines(), 1) if BARE_COMMAND.search(line)]
+    assert not bare, "\n".join(bare)
+
+
+def test_docstring_examples_keep_their_line_continuations():
+    """A `\\` + newline in a plain (not r-prefixed) docstring joins the lines: --help would show one long line."""
+    import ast
+
+    listed = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
+    continued = []
+    for name in listed:
+        source = (REPO_ROOT / name).read_text()
+        tree = ast.parse(source)
+        doc = ast.get_docstring(tree, clean=False)
+        if doc is not None and "\\\n" in ast.get_source_segment(source, tree.body[0]):
+            continued.append(name)
+            assert "\\\n" in doc, f"{name}: make the docstring raw (r\"\"\"...) so its \\ line breaks stay"
+    assert "run_agent.py" in continued and "data/generation/generate_dataset.py" in continued
+
+
+@pytest.mark.parametrize("entrypoint,example", [
+    ("run_agent.py", "my_task_best.weights \\\n        --labels pre-trained fine-tuned"),
+    ("data/generation/generate_dataset.py", "--num_episodes 5 \\\n        --output_dir data/dataset_contractor"),
+    ("training/train.py", "\n    .venv/bin/accelerate launch training/train.py --in_weights"),
+])
+def test_help_shows_the_usage_examples_line_by_line(entrypoint, example):
+    assert example in _help(entrypoint)
+
+
 def test_run_agent_without_minerl_says_what_to_install():
     result = subprocess.run([sys.executable, "run_agent.py", "--custom_text_prompt", "chop a tree"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)

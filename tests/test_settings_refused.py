@@ -16,6 +16,7 @@ import torch
 
 from embed_conditioned_policy import SteveAgentPolicy
 from prior_model import train_prior
+from prior_model.prior import GoalPrior, PriorConfig, save_prior
 from prior_model.prior_dataset import PriorPairs, save_npz_pairs
 from training import evaluate_offline, train
 from training_helpers import REPO_ROOT, sampling, train_argv  # noqa: F401 - sampling is a fixture
@@ -38,6 +39,9 @@ def inputs(tmp_path_factory) -> Path:
     save_npz_pairs(pairs, root / "pairs.npz")
     (root / "pairs.pkl").write_bytes(pickle.dumps({"text_embeddings": list(pairs.text_embeds),
                                                    "visual_embeddings": list(pairs.visual_embeds)}))
+    (root / "orig.pkl").write_bytes((root / "pairs.pkl").read_bytes())  # the original data.pkl, not converted yet
+    save_npz_pairs(PriorPairs(pairs.text_embeds[:10], pairs.visual_embeds[:10]), root / "other.npz")
+    save_prior(GoalPrior(PriorConfig(embed_dim=8, hidden_dim=16, latent_dim=4)), root / "earlier_prior.pt")
     return root
 
 
@@ -77,7 +81,26 @@ TRAIN_ROWS = {
 
 PRIOR_ROWS = {
     "zero lr": (["--lr", "0"], ["argument --lr: 0 is out of range: must be > 0"]),
-    "missing data": (["--data_path", "{inputs}/nowhere.npz"], ["--data_path ", "nowhere.npz: not found; download_weights.sh"]),
+    "missing data": (["--data_path", "{inputs}/nowhere.npz"],
+                     ["--data_path {inputs}/nowhere.npz: not found; for the original pairs run WITH_PRIOR_DATASET=1 bash "
+                      "download_weights.sh (it writes data/prior_dataset/data.pkl), then convert them once: .venv/bin/python "
+                      "prior_model/train_prior.py --data_path data/prior_dataset/data.pkl --trust_pickle --convert_only"]),
+    "original pickle not converted": (["--data_path", "{inputs}/orig.npz"],
+                                      ["--data_path {inputs}/orig.npz: not found; the original {inputs}/orig.pkl is there: "
+                                       "convert it once with .venv/bin/python prior_model/train_prior.py --data_path "
+                                       "{inputs}/orig.pkl --trust_pickle --convert_only"]),
+    "existing output": (["--output_path", "{inputs}/earlier_prior.pt"],
+                        ["--output_path {inputs}/earlier_prior.pt: already exists (a prior trained earlier); choose another "
+                         "--output_path (OUTPUT_PATH in 4_train_prior.sh), or replace it with --overwrite (OVERWRITE=1)"]),
+    "output is the starting prior, even with --overwrite": (
+        ["--in_weights", "{inputs}/earlier_prior.pt", "--output_path", "{inputs}/earlier_prior.pt", "--overwrite"],
+        ["--output_path {inputs}/earlier_prior.pt: is --in_weights; training would replace the prior it starts from; "
+         "choose another --output_path (OUTPUT_PATH in 4_train_prior.sh)"]),
+    "output is a folder": (["--output_path", "{inputs}", "--overwrite"], ["--output_path {inputs}: is a folder; name the .pt file to write"]),
+    "conversion over other pairs": (["--data_path", "{inputs}/pairs.pkl", "--trust_pickle", "--convert_only", "--npz_path",
+                                     "{inputs}/other.npz"],
+                                    ["--npz_path {inputs}/other.npz: already exists with other pairs; choose another "
+                                     "--npz_path, or replace it with --overwrite"]),
     "untrusted pickle": (["--data_path", "{inputs}/pairs.pkl"], ["pairs.pkl: is a Python pickle", "add --trust_pickle if"]),
     "validation too large": (["--n_validation", "80"], ["--n_validation 80: must be between 1 and 49", "lower --n_validation"]),
     "zero batch": (["--batch_size", "0"], ["argument --batch_size: 0 is out of range: must be >= 1"]),
@@ -126,8 +149,11 @@ def test_train_prior_py(row, inputs, tmp_path, capsys, monkeypatch):
     argv = ["--data_path", str(inputs / "pairs.npz"), "--output_path", str(tmp_path / "out" / "prior.pt"),
             "--log_dir", str(tmp_path / "logs"), "--hidden_dim", "16", "--latent_dim", "4", "--device", "cpu",
             "--n_epochs", "1", "--n_validation", "10"] + [x.format(inputs=inputs) for x in extra]
-    assert_one_line_refusal(*run_in_process(train_prior.main, argv, capsys), "prior_model/train_prior.py", expected)
+    before = {p: p.read_bytes() for p in inputs.iterdir()}
+    assert_one_line_refusal(*run_in_process(train_prior.main, argv, capsys), "prior_model/train_prior.py",
+                            [x.format(inputs=inputs) for x in expected])
     assert not list(tmp_path.rglob("*"))
+    assert {p: p.read_bytes() for p in inputs.iterdir()} == before  # the inputs (an earlier prior too) stay as they were
 
 
 @pytest.mark.parametrize("row", sorted(EVALUATE_ROWS))

@@ -48,15 +48,20 @@ def exit_with_refusal(program: str, message: str) -> NoReturn:
 
 
 class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the module docstring's layout and appends '(default: X)' to every option that has one."""
+    """Keeps the module docstring's layout (its examples' line breaks) and appends '(default: X)' to every option
+    that has one. An empty default ('', []) shows nothing: '(default: [])' says less than the help text itself."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         # `is`, not `in`: a default of 0 equals False and must still be shown
         if "%(default)" in text or action.default is None or action.default is False or not action.option_strings \
-                or action.default == argparse.SUPPRESS:
+                or action.default == argparse.SUPPRESS or _is_empty(action.default):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, (str, list, tuple, dict, set)) and len(value) == 0
 
 
 class ArgumentParser(argparse.ArgumentParser):

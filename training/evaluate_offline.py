@@ -1,6 +1,6 @@
 """Offline evaluation (no Minecraft): how well do weights predict the recorded actions of held-out episodes?
 
-    python training/evaluate_offline.py --in_model data/weights/vpt/2x.model \\
+    .venv/bin/python training/evaluate_offline.py --in_model data/weights/vpt/2x.model \\
         --weights data/weights/steve1/steve1.weights data/weights/steve1/my_task_best.weights \\
         --sampling my_task --T 320 --trunc_t 64 --tensorboard_dir data/finetuning_checkpoint/my_task/logs
 

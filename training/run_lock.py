@@ -25,7 +25,7 @@ class RunLockHeld(Exception):
 
 
 def _describe(text: str) -> str:
-    """'pid 123 on host h since 2026-01-01 12:00:00 (python training/train.py ...)' from the lock file's text."""
+    """'pid 123 on host h since 2026-01-01 12:00:00 (training/train.py ...)' from the lock file's text."""
     try:
         info = json.loads(text)
         return f"pid {info['pid']} on host {info['host']} since {info['started']} ({info['command']})"

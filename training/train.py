@@ -1,7 +1,7 @@
 """Fine-tune STEVE-1 (or train it from VPT) by behavioural cloning with hindsight-relabelled goals.
 
-    accelerate launch training/train.py --in_weights data/weights/steve1/steve1.weights --sampling my_task ...
-    python training/train.py --in_model tiny --cpu ...          (plain python: one process)
+    .venv/bin/accelerate launch training/train.py --in_weights data/weights/steve1/steve1.weights --sampling my_task ...
+    .venv/bin/python training/train.py --in_model tiny --cpu ...          (plain python: one process)
 
 One command is one run, kept in --checkpoint_dir: the same command again resumes where it stopped (model,
 optimizer, LR position, data position, RNG, best validation loss) or, when the run is finished, says so and
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--n_frames", type=cli.int_range(1), default=10_000_000, help="frames to train on (the run stops at the optimizer step that reaches them); the cosine reaches 0 at 1.1 x n_frames")
     a("--weight_decay", type=cli.non_negative_float, default=0.039428, help="AdamW weight decay (not on biases, LayerNorm or Embedding weights)")
     a("--max_grad_norm", type=cli.positive_float, default=5.0, help="clip the accumulated gradient to this L2 norm")
-    a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer)")
+    a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer); default: none, everything trains")
     a("--seed", type=cli.int_range(0), default=42, help="seed of the data order, training goals, p_uncond draws and initialisation (validation goals do not depend on it)")
     a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile each CNN stack and transformer block (training/performance.py: slower start, faster steps); auto: yes on a GPU, no on a CPU")
     a("--low_memory", action="store_true", help="memory mode: recompute the first CNN stack during backward (about half the activation memory, ~25%% slower; training/performance.py)")
@@ -149,7 +149,7 @@ def load_datasets(args: argparse.Namespace, world: int) -> tuple[MinecraftDatase
         val_set = MinecraftDataset(lists["val"], p_uncond=0.0, train=False, **common)
     except (OSError, ValueError) as e:  # an unreadable episode, too short for --T, an empty list
         cli.refuse("--sampling", args.sampling, " ".join(str(e).split()),
-                   "fix or remove the episode (python data/EpisodeStorage.py --validate <episode>), or create the sampling again")
+                   "fix or remove the episode (.venv/bin/python data/EpisodeStorage.py --validate <episode>), or create the sampling again")
     if args.batch_size * world > len(train_set):
         cli.refuse("--batch_size", args.batch_size, f"x {world} processes needs more samples than the {len(train_set)} "
                    f"training samples of --sampling {args.sampling}", "lower --batch_size or add episodes")
@@ -193,11 +193,11 @@ def stop_reason(result: StepResult, progress: TrainProgress, args: argparse.Name
     if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
         what = f"Loss is {result.loss}" if not math.isfinite(result.loss) else f"The gradient norm is {result.grad_norm}"
         return (f"{what} at step {progress.step + 1}: stopping without saving. The last good checkpoint is in "
-                f"{args.checkpoint_dir}. Lower --learning_rate or check the data (python data/diagnose_dataset.py).")
+                f"{args.checkpoint_dir}. Lower --learning_rate or check the data (.venv/bin/python data/diagnose_dataset.py).")
     if progress.samples_skipped > args.max_bad_sample_fraction * max(progress.samples_read, samples_per_epoch):
         return (f"{progress.samples_skipped} of {progress.samples_read} training samples could not be read (more than "
                 f"--max_bad_sample_fraction {args.max_bad_sample_fraction}): stopping without saving. Check the episodes "
-                f"named above (python data/EpisodeStorage.py --validate <episode>), fix or remove them from the sampling, "
+                f"named above (.venv/bin/python data/EpisodeStorage.py --validate <episode>), fix or remove them from the sampling, "
                 f"then run the same command again.")
     return None
 
@@ -267,7 +267,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         log.info(f"Data: {len(train_set):,} training samples ({train_set.total_frames:,} frames) from "
                  f"{len(train_set.episode_dirs)} episodes, {len(val_set):,} validation samples from "
                  f"{len(val_set.episode_dirs)} episodes; {sampler.batches_per_epoch:,} batches per epoch. "
-                 f"TensorBoard: tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
+                 f"TensorBoard: .venv/bin/tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
         stepper = BCStepper(model, policy, optimizer, accelerator, loader, sampler.global_batch_size, args.trunc_t,
                             args.gradient_accumulation_steps, args.max_grad_norm)
         checkpoints = CheckpointManager(checkpoint_dir)
@@ -315,7 +315,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         paths = weights_paths(args.out_weights)
         log.info(f"Done: step {progress.step}, {progress.frames:,} frames. Weights: {paths['latest']} (latest), "
                  f"{paths['best']} (best val loss {progress.best_val_loss:.6g} at step {progress.best_val_step}). "
-                 f"TensorBoard: tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
+                 f"TensorBoard: .venv/bin/tensorboard --logdir {checkpoint_dir / TENSORBOARD_DIR}")
         log.run_ended(f"finished at step {progress.step}" if progress.step >= total_steps
                       else f"stopped at --max_steps {progress.step}")
         accelerator.end_training()

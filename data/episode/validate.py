@@ -1,6 +1,6 @@
 """Checking episodes: every invariant of the format, one result line per episode; the `--validate` command.
 
-    python data/EpisodeStorage.py --validate PATH [PATH ...] [--trust_legacy_pickle] [--no_decode]
+    .venv/bin/python data/EpisodeStorage.py --validate PATH [PATH ...] [--trust_legacy_pickle] [--no_decode]
 
 PATH is an episode directory or a dataset directory of episodes. A failed episode's line names the episode,
 the file and the row: `FAIL data/dataset_contractor/x: mineclip_embeds.npy: 1 row(s) from frame 15 on are

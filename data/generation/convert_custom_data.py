@@ -1,6 +1,6 @@
-"""Convert your own recordings into training episodes.
+r"""Convert your own recordings into training episodes.
 
-    python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
+    .venv/bin/python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
         --mineclip_weights data/weights/mineclip/attn.pth
 
 Input layout: <input_dir>/episode_xxx/video.mp4 and actions.jsonl with one line per video frame, either in the

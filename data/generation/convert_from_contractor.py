@@ -1,6 +1,6 @@
-"""Step 1: download VPT contractor recordings (mp4 + jsonl) and convert them to training episodes.
+r"""Step 1: download VPT contractor recordings (mp4 + jsonl) and convert them to training episodes.
 
-    python data/generation/convert_from_contractor.py --index 10.x --num_episodes 5 \
+    .venv/bin/python data/generation/convert_from_contractor.py --index 10.x --num_episodes 5 \
         --output_dir data/dataset_contractor --mineclip_weights data/weights/mineclip/attn.pth
 
 Safe to re-run and to run for days: finished episodes are skipped, interrupted downloads resume (HTTP

@@ -1,6 +1,6 @@
-"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes, your own recordings, a check.
+r"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes, your own recordings, a check.
 
-    python data/generation/generate_dataset.py --indexes "8.x 9.x 10.x" --num_episodes 5 \
+    .venv/bin/python data/generation/generate_dataset.py --indexes "8.x 9.x 10.x" --num_episodes 5 \
         --output_dir data/dataset_contractor --mineclip_weights data/weights/mineclip/attn.pth \
         [--custom_input_dir my_recordings --custom_output_dir data/dataset_custom]
 

@@ -1,9 +1,9 @@
-"""Check action labels by eye: draw each frame's action on the frame and write a short mp4.
+r"""Check action labels by eye: draw each frame's action on the frame and write a short mp4.
 
     # an episode (recorded actions, or IDM labels with their confidence): its 128x128 frames, shown at 512x512
-    python -m data.generation.overlay_actions --episode data/dataset_custom/episode_001 --output check.mp4
+    .venv/bin/python -m data.generation.overlay_actions --episode data/dataset_custom/episode_001 --output check.mp4
     # a raw recording, labelled by the IDM on the fly (nothing is written but the mp4)
-    python -m data.generation.overlay_actions --video my_recordings/episode_001/video.mp4 \
+    .venv/bin/python -m data.generation.overlay_actions --video my_recordings/episode_001/video.mp4 \
         --idm_model data/weights/vpt/4x_idm.model --idm_weights data/weights/vpt/4x_idm.weights --output check.mp4
 
 Each frame shows the buttons pressed, the camera move (degrees, and an arrow from the centre: right = yaw,

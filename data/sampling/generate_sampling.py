@@ -1,9 +1,9 @@
 r"""Step 2: choose which episodes train and which validate; writes <name>_train.txt, <name>_val.txt and
 <name>_summary.json.
 
-    python data/sampling/generate_sampling.py --type neurips --name finetune --output_dir data/samplings \
+    .venv/bin/python data/sampling/generate_sampling.py --type neurips --name finetune --output_dir data/samplings \
         --dataset_dirs data/dataset_contractor --val_frames 20000 --train_frames -1
-    python data/sampling/generate_sampling.py --type mixed --name mix --output_dir data/samplings \
+    .venv/bin/python data/sampling/generate_sampling.py --type mixed --name mix --output_dir data/samplings \
         --dataset_dirs data/dataset_contractor,data/dataset_custom --dataset_weights 0.8,0.2 --val_frames 20000
 
 Whole episodes, shuffled with --split_seed; train and val never share one. A mixed sampling gives every
@@ -11,7 +11,8 @@ dataset its --dataset_weights share of the validation and of the training frames
 with --train_frames -1 the largest training set that keeps those shares with the data available. Episodes
 converted with different labelling rules (camera labels, null filter: metadata.json "conversion") are not
 put into one sampling unless --allow_mixed_labels. Deterministic: the same directories, arguments and
---split_seed give the same files on any machine.
+--split_seed give the same files on any machine. Existing lists of the same --name are kept: a re-run that
+gives the same lists writes nothing, a different result is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def build_parser() -> cli.ArgumentParser:
     a("--allow_mixed_labels", action="store_true", help="allow episodes converted with different labelling rules in one sampling")
     a("--decode_frames", action="store_true", help="also decode every frame while validating (slow, thorough)")
     a("--trust_legacy_pickle", action="store_true", help="accept episodes in the original STEVE-1 pickle layout")
+    a("--overwrite", action="store_true", help="replace an existing sampling of this --name that has other lists (default: refuse)")
     return p
 
 
@@ -303,12 +305,39 @@ def make_sampling(args: argparse.Namespace) -> dict:
     return {"train": [p for p, _ in train], "val": [p for p, _ in val], "summary": summary}
 
 
+def _list_text(paths: list[str]) -> str:
+    return "".join(p + "\n" for p in paths)
+
+
+def sampling_already_written(result: dict, output_dir: str, name: str, overwrite: bool) -> bool:
+    """True when <name>_train.txt and _val.txt already hold exactly these lists (a re-run: nothing to write).
+
+    Refuses (cli.SettingError) when either exists with other content and `overwrite` is off: a training run
+    may read them (and resume from them), so a changed split must not replace them silently.
+    """
+    out = Path(output_dir)
+    lists = {out / f"{name}_train.txt": _list_text(result["train"]), out / f"{name}_val.txt": _list_text(result["val"])}
+    existing = [path for path in lists if path.exists() or path.is_symlink()]
+    if not existing:
+        return False
+    for path in existing:
+        if not path.is_file():
+            cli.refuse("--name", name, f"{path} is not a file", "move it away, or choose another --name")
+    if len(existing) == len(lists) and all(path.read_bytes() == text.encode() for path, text in lists.items()):
+        return True
+    if not overwrite:
+        cli.refuse("--name", name, f"{' and '.join(map(str, existing))} already hold{'s' if len(existing) == 1 else ''} "
+                   "a different sampling", "choose another --name (NAME in 2_create_sampling.sh), or replace it with "
+                   "--overwrite (OVERWRITE=1)")
+    return False
+
+
 def write_sampling(result: dict, output_dir: str, name: str) -> list[Path]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{name}_train.txt", out / f"{name}_val.txt", out / f"{name}_summary.json"]
-    files[0].write_text("".join(p + "\n" for p in result["train"]))
-    files[1].write_text("".join(p + "\n" for p in result["val"]))
+    files[0].write_text(_list_text(result["train"]))
+    files[1].write_text(_list_text(result["val"]))
     files[2].write_text(json.dumps(result["summary"], indent=2) + "\n")
     return files
 
@@ -330,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         result = make_sampling(args)
+        if sampling_already_written(result, args.output_dir, args.name, args.overwrite):
+            print_summary(result["summary"])
+            print(f"Unchanged: {Path(args.output_dir) / args.name}_train.txt and _val.txt already hold these lists; "
+                  "nothing written")
+            return 0
         files = write_sampling(result, args.output_dir, args.name)
         print_summary(result["summary"])
         print("Wrote " + ", ".join(str(f) for f in files))
