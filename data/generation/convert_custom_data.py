@@ -7,7 +7,8 @@ Input layout: <input_dir>/episode_xxx/video.mp4 and actions.jsonl with one line 
 VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line ({"forward": 1, "camera":
 [pitch, yaw], ...}). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
 follow the contractor pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps:
-resampled to 20 fps with the actions of merged frames combined (data/generation/episode_conversion.py).
+resampled to 20 fps, every recorded action counted once (merged frames combine their actions, a repeated frame
+shares its camera move: data/generation/episode_conversion.py).
 The labelling rules (--camera_labels, --null_filter) are the same as for contractor data. A recording that
 fails prints one line and the others go on.
 

@@ -8,9 +8,10 @@ from the 16 kept frames ending at it.
 
 Frame rate (contractor and custom recordings alike): line i of the actions belongs to video frame i. A video
 within 20 +- 0.5 fps is taken as 20 fps. Any other rate from 5 to 240 fps is resampled to 20 fps (constant
-frame rate assumed): output frame k shows the source frame at time k/20 s and carries the actions of the
-source frames it stands for merged (buttons pressed in any of them, camera moves added up). Other rates are
-refused. The labelling rules (camera labels, null filter: data.generation.labelling) apply after that.
+frame rate assumed): output frame k shows the source frame at time k/20 s. Faster sources: an output frame
+carries the actions of the source frames it stands for merged (buttons pressed in any of them, camera moves
+added up). Slower sources repeat a frame: each repeat holds its buttons and an equal share of its camera move,
+so every recorded move is counted once (`merge_actions`). Other rates are refused. The labelling rules (camera labels, null filter: data.generation.labelling) apply after that.
 """
 
 from __future__ import annotations
@@ -177,14 +178,29 @@ def resample_indices(num_source_frames: int, source_fps: float, target_fps: floa
 
 
 def merge_actions(actions: RecordingActions, indices: np.ndarray, num_source: int) -> RecordingActions:
-    """Actions per source frame -> per output frame: output k gets source frames [indices[k], indices[k+1])."""
-    bounds = np.append(indices, num_source)
-    spans = list(zip(bounds[:-1], bounds[1:]))
-    buttons = np.stack([actions.env_buttons[a:b].max(axis=0) if b > a else np.zeros_like(actions.env_buttons[0])
-                        for a, b in spans])
-    camera = np.stack([actions.env_camera[a:b].sum(axis=0) for a, b in spans])
-    env_null = np.array([actions.env_null[a:b].all() for a, b in spans], dtype=bool)  # an empty span is null
-    return RecordingActions(buttons, camera, env_null, actions.gui_open[indices], actions.cursor_xy[indices],
+    """Actions per source frame -> per output frame, output frame k showing source frame indices[k] (non-decreasing).
+
+    Every source frame's action is counted once. A run of r >= 1 consecutive output frames showing source frame
+    j stands for source frames j .. (the next frame shown) - 1, so a faster source merges frames and a slower one
+    repeats them. Their actions are merged (buttons pressed in any of them, camera moves added up, null only when
+    all are null) and shared over the run's r frames: each holds the merged buttons (a key held through 1/10 s
+    is held through both 1/20 s steps, as a 20 fps recorder would have recorded it; a hotbar key pressed again
+    selects the same slot) and 1/r of the camera move, so the moves of a run add up to the recorded move and a
+    move is never counted twice. The camera labelling rule (truncation) applies to these shares afterwards, as
+    it would to a 20 fps recording of the same motion.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if not len(indices):  # a recording shorter than one output frame
+        return _first_rows(actions, 0)
+    run_starts = np.flatnonzero(np.r_[True, indices[1:] != indices[:-1]])  # first output frame of each run
+    run_lengths = np.diff(np.append(run_starts, len(indices)))
+    bounds = np.append(indices[run_starts], num_source)
+    spans = list(zip(bounds[:-1], bounds[1:]))  # the source frames each run stands for (never empty)
+    buttons = np.stack([actions.env_buttons[a:b].max(axis=0) for a, b in spans])
+    camera = np.stack([actions.env_camera[a:b].sum(axis=0) for a, b in spans]) / run_lengths[:, None]
+    env_null = np.array([actions.env_null[a:b].all() for a, b in spans], dtype=bool)
+    return RecordingActions(np.repeat(buttons, run_lengths, axis=0), np.repeat(camera, run_lengths, axis=0),
+                            np.repeat(env_null, run_lengths), actions.gui_open[indices], actions.cursor_xy[indices],
                             actions.file_format)
 
 
