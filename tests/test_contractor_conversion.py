@@ -200,6 +200,74 @@ def test_sigkill_mid_conversion_a_second_conversion_is_refused_and_a_rerun_clean
     assert not leftovers[0].exists() and validate_episode(out / "rec2").ok
 
 
+def _descendants(pid: int) -> list[int]:
+    """Process ids started (directly or not) by `pid` that still run (zombies count as ended)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return [c.pid for c in psutil.Process(pid).children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.slow  # two spawned processes import torch and build MineCLIP
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_sigkill_of_the_parent_ends_its_conversion_processes(tmp_path, recordings_dir):
+    """kill -9 of a --jobs 2 conversion: its pool processes end within seconds instead of writing on unlocked."""
+    index = _local_index(tmp_path, recordings_dir, ["rec0", "rec1"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO_ROOT / "data/generation/convert_from_contractor.py"), "--index", str(index),
+           "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--num_episodes", "-1",
+           "--demo_random_mineclip", "--min_timesteps", "20", "--device", "cpu", "--mineclip_batch_size", "1",
+           "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (any(out.glob(".rec0.tmp-*/frames.mp4"))
+                                              and any(out.glob(".rec1.tmp-*/frames.mp4"))):
+            time.sleep(0.05)
+        workers = _descendants(proc.pid)
+        assert any(out.glob(".rec0.tmp-*")) and any(out.glob(".rec1.tmp-*")) and workers, "the workers never started writing"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and _running(workers):
+        time.sleep(0.05)
+    assert _running(workers) == [], "conversion processes outlived their parent"
+    # Killed mid-episode: no episode was finished by an orphan; the next run removes the leftovers.
+    assert not (out / "rec0").exists() and not (out / "rec1").exists()
+
+
 def test_leftovers_of_live_writers_are_kept(tmp_path, recordings_dir, capsys):
     out = tmp_path / "out"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
