@@ -462,3 +462,44 @@ def test_the_writer_refuses_a_camera_outside_the_action_space(tmp_path):
         writer.append_actions(np.zeros((1, 23), np.uint8), np.array([[0.0, 180.5]], np.float32))
     writer.abort()
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# An episode of the same name written by another process: kept as it is, the conversion fails with what to do.
+
+
+def _episode_before_writing(out: Path, monkeypatch) -> None:
+    (out / "rec").mkdir(parents=True)
+    (out / "rec" / "theirs.txt").write_text("another process's episode")
+
+
+def _episode_while_writing(out: Path, monkeypatch) -> None:
+    from data.episode import EpisodeWriter
+
+    set_embeds = EpisodeWriter.set_embeds
+
+    def appear_then_set(self, embeds):
+        _episode_before_writing(out, monkeypatch)
+        set_embeds(self, embeds)
+
+    monkeypatch.setattr(EpisodeWriter, "set_embeds", appear_then_set)
+
+
+@pytest.mark.parametrize("appear", [_episode_before_writing, _episode_while_writing], ids=["before", "while writing"])
+def test_an_episode_written_by_another_process_is_kept_and_the_message_says_what_to_do(tmp_path, monkeypatch, appear):
+    from data.generation.contractor_actions import load_actions_file
+    from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, load_goal_encoder
+
+    video, jsonl, out = write_index_video(tmp_path / "rec.mp4", N), tmp_path / "rec.jsonl", tmp_path / "out"
+    jsonl.write_bytes(_lines())
+    appear(out, monkeypatch)
+    encoder, _ = load_goal_encoder(None, demo_random_mineclip=True, device="cpu")
+    with pytest.raises(ConversionError) as error:
+        convert_recording(video, load_actions_file(jsonl), out / "rec", encoder, ConversionOptions(min_timesteps=16),
+                          source={}, progress=False)
+    assert str(error.value) == (f"{out / 'rec'}: an episode of this name was written by another process while this "
+                                "recording converted; it is kept as it is and this conversion discarded: delete it and "
+                                "re-run to convert this recording again")
+    assert [p.name for p in out.iterdir()] == ["rec"]  # no temporary directory left behind
+    assert [p.name for p in (out / "rec").iterdir()] == ["theirs.txt"]
+    assert (out / "rec" / "theirs.txt").read_text() == "another process's episode"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.episode import EMBED_START, FPS, FRAME_SIZE, EpisodeWriter
+from data.episode import EMBED_START, FPS, FRAME_SIZE, EpisodeExistsError, EpisodeWriter
 from data.generation.contractor_actions import RecordingActions
 from data.generation.cursor import draw_cursor
 from data.generation.labelling import (
@@ -250,7 +250,8 @@ def convert_recording(
     `actions` hold one row per video frame (aligned and resampled here), or, with `frame_indices`, one row
     per 20 fps output frame already, output frame k showing video frame frame_indices[k] (IDM labels).
 
-    Raises ConversionError (unusable frame rate, lengths, corrupt or truncated video) naming the file;
+    Raises ConversionError (unusable frame rate, lengths, corrupt or truncated video, an episode at `out_dir`)
+    naming the file;
     VideoError (a ConversionError's sibling, both ValueError) when the video cannot be opened.
     """
     from tqdm import tqdm
@@ -278,27 +279,34 @@ def convert_recording(
         if keep[line]:
             lines_for_frame.setdefault(int(frame_index), []).append(line)
     last_frame = int(frame_indices[-1])
-    with EpisodeWriter(out_dir, source=source, conversion=conversion) as writer:
-        bar = tqdm(total=last_frame + 1, unit="frame", desc=Path(out_dir).name[:40], disable=not progress, leave=False)
-        try:
-            for index, frame in enumerate(read_video_frames(video_path, threads=decoder_threads)):
-                bar.update(1)
-                for line in lines_for_frame.get(index, ()):
-                    agent_frame, mineclip_frame = agent_and_mineclip_frames(frame, actions.gui_open[line],
-                                                                            actions.cursor_xy[line])
-                    writer.append_frame(agent_frame)
-                    embedder.add(mineclip_frame)
-                if index >= last_frame:
-                    break
-        except ValueError as e:  # VideoError: corrupt or truncated video
-            raise ConversionError(str(e)) from None
-        finally:
-            bar.close()
-        if writer.num_frames != kept:
-            raise ConversionError(f"{video_path}: decoded {writer.num_frames} of the {kept} frames the actions need")
-        writer.append_actions(actions.env_buttons[keep], camera[keep])
-        confidence = getattr(actions, "idm_confidence", None)  # idm_labelling.LabelledActions
-        if confidence is not None:
-            writer.set_idm_confidence(confidence[keep])
-        writer.set_embeds(embedder.finish())
+    try:
+        with EpisodeWriter(out_dir, source=source, conversion=conversion) as writer:
+            bar = tqdm(total=last_frame + 1, unit="frame", desc=Path(out_dir).name[:40], disable=not progress, leave=False)
+            try:
+                for index, frame in enumerate(read_video_frames(video_path, threads=decoder_threads)):
+                    bar.update(1)
+                    for line in lines_for_frame.get(index, ()):
+                        agent_frame, mineclip_frame = agent_and_mineclip_frames(frame, actions.gui_open[line],
+                                                                                actions.cursor_xy[line])
+                        writer.append_frame(agent_frame)
+                        embedder.add(mineclip_frame)
+                    if index >= last_frame:
+                        break
+            except ValueError as e:  # VideoError: corrupt or truncated video
+                raise ConversionError(str(e)) from None
+            finally:
+                bar.close()
+            if writer.num_frames != kept:
+                raise ConversionError(f"{video_path}: decoded {writer.num_frames} of the {kept} frames the actions need")
+            writer.append_actions(actions.env_buttons[keep], camera[keep])
+            confidence = getattr(actions, "idm_confidence", None)  # idm_labelling.LabelledActions
+            if confidence is not None:
+                writer.set_idm_confidence(confidence[keep])
+            writer.set_embeds(embedder.finish())
+    except EpisodeExistsError:
+        # Only another process can have written it (this run skips existing episodes, and holds the directory's
+        # lock): keep that episode, discard this conversion.
+        raise ConversionError(f"{out_dir}: an episode of this name was written by another process while this recording "
+                              "converted; it is kept as it is and this conversion discarded: delete it and re-run to "
+                              "convert this recording again") from None
     return Path(out_dir), f"{kept} frames"
