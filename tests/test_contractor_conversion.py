@@ -163,7 +163,12 @@ def test_too_short_recordings_are_skipped_once_and_remembered(tmp_path, recordin
     assert (tmp_path / "out" / ".skipped" / "rec1.json").exists()
     assert _convert(tmp_path, str(index), "--min_timesteps", "100000") == 0
     assert "0 to convert" in capsys.readouterr().out
-    assert _convert(tmp_path, str(index), "--retry_skipped") == 0  # with the default minimum it converts
+    assert _convert(tmp_path, str(index), "--min_timesteps", "100000", "--retry_skipped") == 0
+    out = capsys.readouterr().out
+    assert "1 to convert" in out and "SKIP rec1" in out
+    # Another minimum can make it long enough: the marker of other settings does not count, no --retry_skipped needed.
+    assert _convert(tmp_path, str(index)) == 0
+    assert "1 to convert" in capsys.readouterr().out
     assert validate_episode(tmp_path / "out" / "rec1").ok
 
 

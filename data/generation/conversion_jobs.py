@@ -33,6 +33,7 @@ from tqdm import tqdm
 from data.generation.contractor_actions import ActionFileError, load_actions_file
 from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, load_goal_encoder
 from data.video_io import SEQUENTIAL_THREADS, VideoError
+from toolkit_utils.file_hashes import file_sha256
 
 OK, SKIP, FAIL = "OK", "SKIP", "FAIL"
 
@@ -44,6 +45,13 @@ class GoalEncoderSpec:
     mineclip_weights: str | None
     demo_random_mineclip: bool
     device: str  # "cpu" or "cuda"
+    mineclip_sha256: str | None = None  # of mineclip_weights, recorded in every episode (goal_encoder_spec)
+
+
+def goal_encoder_spec(mineclip_weights: str | None, demo_random_mineclip: bool, device: str | None) -> GoalEncoderSpec:
+    """The spec of a conversion run: the weights file's sha256 is computed here, once (~1 s per GB)."""
+    sha256 = None if demo_random_mineclip or not mineclip_weights else file_sha256(mineclip_weights)
+    return GoalEncoderSpec(mineclip_weights, demo_random_mineclip, device or default_device(), sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +101,8 @@ class _Converter:
         self.torch_threads = 1 if spec.demo_random_mineclip and device == "cpu" else None
         self.load_error: str | None = None
         try:
-            self.encoder, self.mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, device)
+            self.encoder, self.mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, device,
+                                                                 spec.mineclip_sha256)
         except Exception as e:  # any reason: the run must stop with it, in one line
             self.load_error = f"cannot load MineCLIP from {spec.mineclip_weights}: {' '.join(str(e).split())}"
 

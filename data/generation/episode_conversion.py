@@ -114,8 +114,13 @@ def check_mineclip_arguments(parser: cli.ArgumentParser, args: argparse.Namespac
         cli.exit_with_refusal(parser.prog, str(e))
 
 
-def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, device: str) -> tuple[MineCLIP, dict]:
-    """The MineCLIP model for goal embeddings, and what to record about it in the metadata."""
+def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, device: str,
+                      sha256: str | None = None) -> tuple[MineCLIP, dict]:
+    """The MineCLIP model for goal embeddings, and what to record about it in the metadata (`source.mineclip`).
+
+    `sha256` of the weights file (computed once by the caller, not per process) identifies the weights: a
+    re-run compares it before it skips an existing episode (data.generation.rerun_check).
+    """
     if demo_random_mineclip:
         torch.manual_seed(0)
         # Narrow, random, but with the real embedding size: a pipeline demo, never training data.
@@ -123,7 +128,8 @@ def load_goal_encoder(mineclip_weights: str | None, demo_random_mineclip: bool, 
         model = MineCLIP(config).to(device).eval()
         return model, {"weights": None, "demo_random_weights": True, "config": "tiny, random (demo only)"}
     model = load_mineclip(mineclip_weights, device=device)
-    return model, {"weights": os.path.abspath(mineclip_weights), "demo_random_weights": False, "config": "attn"}
+    info = {"weights": os.path.abspath(mineclip_weights), "demo_random_weights": False, "config": "attn"}
+    return model, {**info, "sha256": sha256} if sha256 else info
 
 
 class StreamingEmbedder:

@@ -9,9 +9,10 @@
 2. Recordings in --custom_input_dir (when given) are converted into --custom_output_dir
    (data/generation/convert_custom_data.py does only this).
 3. Every dataset written is validated (header counts, checksums, values; no frame decoding).
-Before any work: every setting is checked (one-line refusal, exit status 2), each output directory and
-the cache are locked against a second conversion, and unfinished episodes of killed conversions are
-removed. One pool of --jobs processes (and MineCLIP copies) serves every index and the custom step.
+Before any work: every setting is checked (one-line refusal, exit status 2), and so are the episodes already in
+the output directories: made with another MineCLIP or other labelling rules, they are refused rather than kept
+(data/generation/rerun_check.py); each output directory and the cache are locked against a second conversion,
+and unfinished episodes of killed conversions are removed. One pool of --jobs processes (and MineCLIP copies) serves every index and the custom step.
 Exit status: 0 when everything converted or was skipped as too short and every episode validates, 1 when
 anything failed (each failure printed as one line, then the summary).
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from data.episode import find_episode_dirs, is_leftover_dir, validate_episode
 from data.generation.contractor_index import index_spec_problem
-from data.generation.conversion_jobs import ConversionPool, GoalEncoderSpec, MineCLIPLoadError, Summary, default_device
+from data.generation.conversion_jobs import ConversionPool, MineCLIPLoadError, Summary, goal_encoder_spec
 from data.generation.conversion_lock import hold_directories, remove_dead_writers
 from data.generation.convert_custom_data import IDMSetup, add_idm_arguments, convert_custom, prepare_idm
 from data.generation.convert_from_contractor import (
@@ -34,6 +35,7 @@ from data.generation.convert_from_contractor import (
     convert_index,
 )
 from data.generation.episode_conversion import add_conversion_arguments, check_mineclip_arguments, options_from_args
+from data.generation.rerun_check import check_output_directories, run_provenance
 from toolkit_utils import cli
 
 PROGRAM = "1_generate_dataset.sh"
@@ -109,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Nothing to do: --indexes is empty and no --custom_input_dir is given")
         return 0
     options = options_from_args(args)
-    spec = GoalEncoderSpec(args.mineclip_weights, args.demo_random_mineclip, args.device or default_device())
+    spec = goal_encoder_spec(args.mineclip_weights, args.demo_random_mineclip, args.device)
+    # Episodes made with other settings would be skipped and kept: refused before any work (rerun_check).
+    check_output_directories({k: v for k, v in locks.items() if k != "--cache_dir"}, run_provenance(spec, options))
     downloads = DownloadSettings(cache_dir, args.download_workers, args.retries, args.download_timeout_s, args.keep_cache)
     idm = IDMSetup()
     if custom_input is not None:  # a wrong IDM file is a refused setting, before any work
