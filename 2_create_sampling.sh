@@ -29,6 +29,8 @@ VAL_FROM=${VAL_FROM:-}
 T=${T:-320}
 # Shuffle seed of the split (same seed + same data = same lists on any machine); not the training SEED
 SPLIT_SEED=${SPLIT_SEED:-0}
+# 1: accept episodes embedded with random MineCLIP weights (step 1's DEMO_RANDOM_MINECLIP; a pipeline demo only)
+ALLOW_DEMO_EMBEDDINGS=${ALLOW_DEMO_EMBEDDINGS:-}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
@@ -36,4 +38,4 @@ PYTHON=${PYTHON:-.venv/bin/python}
   --type "$TYPE" --name "$NAME" --output_dir "$OUTPUT_DIR" \
   --dataset_dirs "$DATASET_DIRS" ${DATASET_WEIGHTS:+--dataset_weights "$DATASET_WEIGHTS"} \
   --val_frames "$VAL_FRAMES" --train_frames "$TRAIN_FRAMES" ${VAL_FROM:+--val_from "$VAL_FROM"} \
-  --T "$T" --split_seed "$SPLIT_SEED"
+  --T "$T" --split_seed "$SPLIT_SEED" ${ALLOW_DEMO_EMBEDDINGS:+--allow_demo_embeddings}
