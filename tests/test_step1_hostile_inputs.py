@@ -503,3 +503,60 @@ def test_an_episode_written_by_another_process_is_kept_and_the_message_says_what
     assert [p.name for p in out.iterdir()] == ["rec"]  # no temporary directory left behind
     assert [p.name for p in (out / "rec").iterdir()] == ["theirs.txt"]
     assert (out / "rec" / "theirs.txt").read_text() == "another process's episode"
+
+
+# ---------------------------------------------------------------------------------------------
+# One default minimum for every entrypoint, and messages that name the setting the way the user sets it.
+
+
+def _too_short_and_mismatched(folder: Path) -> None:
+    """`short`: 20 good frames (fewer than the default minimum); `mismatch`: 20 frames but 10 action lines."""
+    for name, lines in (("short", 20), ("mismatch", 10)):
+        write_index_video(folder / name / "video.mp4", 20)
+        (folder / name / "actions.jsonl").write_bytes(_lines(n=lines))
+
+
+def _generate(tmp: Path, *extra: str) -> int:
+    return generate_dataset.main(["--indexes", "", "--custom_input_dir", str(tmp / "in"), "--custom_output_dir",
+                                  str(tmp / "out"), "--demo_random_mineclip", "--device", "cpu", "--jobs", "1", *extra])
+
+
+def _contractor(tmp: Path) -> int:
+    (tmp / "index.json").write_text(json.dumps({"basedir": "src", "relpaths": ["short", "mismatch"]}))
+    for name in ("short", "mismatch"):
+        (tmp / "src").mkdir(exist_ok=True)
+        shutil.copy(tmp / "in" / name / "video.mp4", tmp / "src" / f"{name}.mp4")
+        shutil.copy(tmp / "in" / name / "actions.jsonl", tmp / "src" / f"{name}.jsonl")
+    return convert_from_contractor.main(["--index", str(tmp / "index.json"), "--output_dir", str(tmp / "out"),
+                                         "--cache_dir", str(tmp / "cache"), "--num_episodes", "-1",
+                                         "--demo_random_mineclip", "--device", "cpu", "--jobs", "1"])
+
+
+def _custom(tmp: Path) -> int:
+    from data.generation import convert_custom_data
+
+    return convert_custom_data.main(["--input_dir", str(tmp / "in"), "--output_dir", str(tmp / "out"),
+                                     "--demo_random_mineclip", "--device", "cpu", "--jobs", "1"])
+
+
+# entrypoint -> (run(tmp) -> exit status, the video the mismatch line names, how messages name the two settings)
+NAMING_CASES = {
+    "1_generate_dataset.sh": (lambda tmp: _generate(tmp, "--setting_names", "script"), "in", ("MIN_TIMESTEPS",
+                                                                                            "MAX_LENGTH_MISMATCH")),
+    "generate_dataset.py": (_generate, "in", ("--min_timesteps", "--max_length_mismatch")),
+    "convert_custom_data.py": (_custom, "in", ("--min_timesteps", "--max_length_mismatch")),
+    "convert_from_contractor.py": (_contractor, "src", ("--min_timesteps", "--max_length_mismatch")),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMING_CASES))
+def test_the_default_minimum_is_one_and_messages_name_the_setting_the_user_sets(tmp_path, capsys, case):
+    run, folder, (minimum, mismatch) = NAMING_CASES[case]
+    _too_short_and_mismatched(tmp_path / "in")
+    assert run(tmp_path) == 1
+    out = capsys.readouterr().out.splitlines()
+    video = tmp_path / folder / ("mismatch.mp4" if folder == "src" else "mismatch/video.mp4")
+    assert f"SKIP short: 20 frames after null filtering, fewer than {minimum} 1000" in out
+    assert (f"FAIL mismatch: {video}: 20 video frames but 10 action lines ({mismatch} 2 allows trimming small "
+            "differences)") in out
+    assert not any(p.name in ("short", "mismatch") for p in (tmp_path / "out").iterdir())

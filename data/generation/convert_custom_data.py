@@ -57,7 +57,7 @@ def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="convert_custom_data.py", description=__doc__)
     p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 + actions.jsonl")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
-    add_conversion_arguments(p, min_timesteps=100)
+    add_conversion_arguments(p)
     add_idm_arguments(p)
     return p
 

@@ -99,7 +99,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--output_dir", default="data/dataset_contractor", help="where episode directories go")
     p.add_argument("--cache_dir", default="data/contractor_cache", help="downloads in progress (removed per recording once converted)")
     add_contractor_arguments(p)
-    add_conversion_arguments(p, min_timesteps=1000)
+    add_conversion_arguments(p)
     return p
 
 

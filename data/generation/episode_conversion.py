@@ -47,6 +47,10 @@ EMBED_CHUNK_FRAMES = 2048  # MineCLIP frames held in memory at once (~250 MB); l
 SOURCE_WIDTH, SOURCE_HEIGHT = 640, 360  # contractor videos; what the agent sees in MineRL
 FPS_TOLERANCE = 0.5  # container headers round: 19.98 fps is a 20 fps recording
 MIN_SOURCE_FPS, MAX_SOURCE_FPS = 5.0, 240.0  # outside: a broken header rather than a recording
+# Recordings shorter than this after null filtering are skipped, contractor and custom alike (one default for
+# every entrypoint and 1_generate_dataset.sh's MIN_TIMESTEPS; the original's). Step 2 needs T + 15 frames.
+DEFAULT_MIN_TIMESTEPS = 1000
+SETTING_NAMES = ("options", "script")
 
 
 class ConversionError(ValueError):
@@ -59,18 +63,31 @@ class ConversionOptions:
 
     camera_labels: str = DEFAULT_CAMERA_LABELS
     null_filter: str = DEFAULT_NULL_FILTER
-    min_timesteps: int = 1000
+    min_timesteps: int = DEFAULT_MIN_TIMESTEPS
     max_length_mismatch: int = 2  # recorders can end the video and the jsonl a frame apart
     mineclip_batch_size: int = 256
+    # How messages name settings: "options" (--min_timesteps) for the command lines, "script" (MIN_TIMESTEPS) when
+    # 1_generate_dataset.sh runs the step: its variables are what the user edits. Not written into the metadata.
+    setting_names: str = dataclasses.field(default="options", compare=False)
 
     def __post_init__(self) -> None:
         if self.camera_labels not in CAMERA_LABELS:
             raise ValueError(f"camera_labels must be one of {CAMERA_LABELS}, got {self.camera_labels!r}")
         if self.null_filter not in NULL_FILTERS:
             raise ValueError(f"null_filter must be one of {NULL_FILTERS}, got {self.null_filter!r}")
+        if self.setting_names not in SETTING_NAMES:
+            raise ValueError(f"setting_names must be one of {SETTING_NAMES}, got {self.setting_names!r}")
+
+    def setting(self, name: str) -> str:
+        """How a message names the setting `name` (e.g. "min_timesteps"): MIN_TIMESTEPS or --min_timesteps."""
+        return name.upper() if self.setting_names == "script" else f"--{name}"
+
+    def metadata(self) -> dict[str, Any]:
+        """The options as every episode's metadata records them (under "conversion")."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "setting_names"}
 
 
-def add_conversion_arguments(parser: cli.ArgumentParser, min_timesteps: int) -> None:
+def add_conversion_arguments(parser: cli.ArgumentParser) -> None:
     """The command-line settings shared by the contractor and custom-data converters and step 1's entrypoint."""
     a = parser.add_argument
     a("--mineclip_weights", default=None, help="MineCLIP attn.pth for the goal embeddings (required unless --demo_random_mineclip)")
@@ -78,7 +95,8 @@ def add_conversion_arguments(parser: cli.ArgumentParser, min_timesteps: int) -> 
     a("--mineclip_batch_size", type=cli.positive_int, default=256, help="frames per MineCLIP forward (GPU: 256-1024)")
     a("--device", default=None, choices=["cpu", "cuda"], help="where MineCLIP runs (default: cuda when available; several GPUs are shared round-robin by the jobs)")
     a("--jobs", type=cli.positive_int, default=default_jobs(), help="conversion processes (default: every core); each decodes, resizes, embeds and writes whole recordings")
-    a("--min_timesteps", type=cli.non_negative_int, default=min_timesteps, help="skip recordings with fewer frames than this after null filtering")
+    a("--min_timesteps", type=cli.non_negative_int, default=DEFAULT_MIN_TIMESTEPS, help="skip recordings with fewer "
+      "frames than this after null filtering (step 2 leaves out episodes shorter than its T + 15)")
     a("--camera_labels", default=DEFAULT_CAMERA_LABELS, choices=CAMERA_LABELS,
       help="truncated: whole degrees toward zero, the original's labels (the data steve1.weights learned from); float: fractional degrees (the VPT paper's)")
     a("--null_filter", default=DEFAULT_NULL_FILTER, choices=NULL_FILTERS,
@@ -96,9 +114,10 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def options_from_args(args: argparse.Namespace) -> ConversionOptions:
+def options_from_args(args: argparse.Namespace, setting_names: str = "options") -> ConversionOptions:
+    """The conversion options of parsed arguments; `setting_names`: see ConversionOptions.setting_names."""
     return ConversionOptions(args.camera_labels, args.null_filter, args.min_timesteps, args.max_length_mismatch,
-                             args.mineclip_batch_size)
+                             args.mineclip_batch_size, setting_names)
 
 
 def check_mineclip_arguments(parser: cli.ArgumentParser, args: argparse.Namespace) -> None:
@@ -216,7 +235,7 @@ def _first_rows(actions: RecordingActions, n: int) -> RecordingActions:
 
 
 def align_to_video(actions: RecordingActions, n_video: int, fps: float, max_length_mismatch: int,
-                   video_path: Path) -> tuple[RecordingActions, np.ndarray]:
+                   video_path: Path, setting: str = "--max_length_mismatch") -> tuple[RecordingActions, np.ndarray]:
     """(actions per output frame, the source frame each output frame shows), resampled to 20 fps when needed.
 
     Raises ConversionError for an unusable frame rate or a length mismatch beyond `max_length_mismatch`.
@@ -229,7 +248,7 @@ def align_to_video(actions: RecordingActions, n_video: int, fps: float, max_leng
     if abs(n_video - len(actions)) > max_length_mismatch:
         raise ConversionError(
             f"{video_path}: {n_video} video frames but {len(actions)} action lines "
-            f"(--max_length_mismatch {max_length_mismatch} allows trimming small differences)"
+            f"({setting} {max_length_mismatch} allows trimming small differences)"
         )
     n = min(n_video, len(actions))
     actions = _first_rows(actions, n)
@@ -266,7 +285,8 @@ def convert_recording(
     with VideoReader(video_path) as reader:
         n_video, fps, height, width = reader.num_frames, reader.fps, reader.height, reader.width
     if frame_indices is None:
-        actions, frame_indices = align_to_video(actions, n_video, fps, options.max_length_mismatch, video_path)
+        actions, frame_indices = align_to_video(actions, n_video, fps, options.max_length_mismatch, video_path,
+                                                options.setting("max_length_mismatch"))
     elif len(frame_indices) != len(actions) or not len(frame_indices) or frame_indices.max() >= n_video:
         raise ConversionError(f"{video_path}: {len(actions)} labelled frames for {len(frame_indices)} frame indices "
                               f"into a video of {n_video} frames")
@@ -274,10 +294,10 @@ def convert_recording(
     keep = keep_mask(actions.env_buttons, camera, actions.env_null, options.null_filter)
     kept = int(keep.sum())
     if kept < max(options.min_timesteps, EMBED_START + 1):
-        return None, f"{kept} frames after null filtering, fewer than --min_timesteps {options.min_timesteps}"
+        return None, f"{kept} frames after null filtering, fewer than {options.setting('min_timesteps')} {options.min_timesteps}"
 
     embedder = StreamingEmbedder(goal_encoder, options.mineclip_batch_size, device)
-    conversion = {**dataclasses.asdict(options), "actions_format": actions.file_format, "source_fps": fps,
+    conversion = {**options.metadata(), "actions_format": actions.file_format, "source_fps": fps,
                   "source_size": [height, width], "source_frames": n_video, "output_frames": len(frame_indices),
                   "kept_frames": kept}
     lines_for_frame: dict[int, list[int]] = {}

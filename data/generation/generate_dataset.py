@@ -34,7 +34,12 @@ from data.generation.convert_from_contractor import (
     check_contractor_arguments,
     convert_index,
 )
-from data.generation.episode_conversion import add_conversion_arguments, check_mineclip_arguments, options_from_args
+from data.generation.episode_conversion import (
+    SETTING_NAMES,
+    add_conversion_arguments,
+    check_mineclip_arguments,
+    options_from_args,
+)
 from data.generation.rerun_check import check_output_directories, run_provenance
 from toolkit_utils import cli
 
@@ -54,7 +59,10 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--custom_input_dir", default="", help="your own recordings (episode_xxx/video.mp4 + actions.jsonl); empty: none")
     p.add_argument("--custom_output_dir", default="data/dataset_custom", help="where episodes of your own recordings go")
     add_contractor_arguments(p)
-    add_conversion_arguments(p, min_timesteps=1000)
+    add_conversion_arguments(p)
+    p.add_argument("--setting_names", choices=SETTING_NAMES, default="options", help="how messages name settings: "
+                   "options (--min_timesteps) or script (MIN_TIMESTEPS: 1_generate_dataset.sh passes it, its variables "
+                   "are what the user edits)")
     add_idm_arguments(p)
     return p
 
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if not locks:
         print("Nothing to do: --indexes is empty and no --custom_input_dir is given")
         return 0
-    options = options_from_args(args)
+    options = options_from_args(args, args.setting_names)
     spec = goal_encoder_spec(args.mineclip_weights, args.demo_random_mineclip, args.device)
     # Episodes made with other settings would be skipped and kept: refused before any work (rerun_check).
     check_output_directories({k: v for k, v in locks.items() if k != "--cache_dir"}, run_provenance(spec, options))
