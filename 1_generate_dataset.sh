@@ -38,6 +38,10 @@ CUSTOM_OUTPUT_DIR=${CUSTOM_OUTPUT_DIR:-data/dataset_custom}
 # VPT's inverse dynamics model: labels your recordings that have no actions.jsonl (ONLY=idm bash download_weights.sh)
 IDM_MODEL=${IDM_MODEL:-data/weights/vpt/4x_idm.model}
 IDM_WEIGHTS=${IDM_WEIGHTS:-data/weights/vpt/4x_idm.weights}
+# Recordings the IDM labels together per forward (GPU: 4-16)
+IDM_BATCH_SIZE=${IDM_BATCH_SIZE:-4}
+# IDM precision: fp32 computes what VPT's code computes; bf16 is faster on GPUs (labels can differ where classes are close)
+IDM_DTYPE=${IDM_DTYPE:-fp32}
 # The interpreter that runs the step (the toolkit's .venv)
 PYTHON=${PYTHON:-.venv/bin/python}
 
@@ -49,4 +53,5 @@ PYTHON=${PYTHON:-.venv/bin/python}
   --download_workers "$DOWNLOAD_WORKERS" --worker_id "$WORKER_ID" --num_workers "$NUM_WORKERS" \
   --min_timesteps "$MIN_TIMESTEPS" --max_length_mismatch "$MAX_LENGTH_MISMATCH" --camera_labels "$CAMERA_LABELS" \
   --null_filter "$NULL_FILTER" --custom_input_dir "$CUSTOM_INPUT_DIR" --custom_output_dir "$CUSTOM_OUTPUT_DIR" \
-  --idm_model "$IDM_MODEL" --idm_weights "$IDM_WEIGHTS" --setting_names script
+  --idm_model "$IDM_MODEL" --idm_weights "$IDM_WEIGHTS" --idm_batch_size "$IDM_BATCH_SIZE" --idm_dtype "$IDM_DTYPE" \
+  --setting_names script

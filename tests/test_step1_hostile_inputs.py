@@ -560,3 +560,32 @@ def test_the_default_minimum_is_one_and_messages_name_the_setting_the_user_sets(
     assert (f"FAIL mismatch: {video}: 20 video frames but 10 action lines ({mismatch} 2 allows trimming small "
             "differences)") in out
     assert not any(p.name in ("short", "mismatch") for p in (tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# 1_generate_dataset.sh passes its variables on: a bad value is the entrypoint's one-line refusal, nothing written.
+
+SCRIPT_ROWS = {
+    "IDM_BATCH_SIZE=0": ({"IDM_BATCH_SIZE": "0"}, "argument --idm_batch_size: 0 is out of range: must be >= 1 (see --help)"),
+    "IDM_DTYPE=fp16": ({"IDM_DTYPE": "fp16"}, "argument --idm_dtype: invalid choice: 'fp16' (choose from bf16, fp32) "
+                                              "(see --help)"),
+    "MAX_LENGTH_MISMATCH=-1": ({"MAX_LENGTH_MISMATCH": "-1"}, "argument --max_length_mismatch: -1 is out of range: must "
+                                                             "be >= 0 (see --help)"),
+}
+
+
+@pytest.mark.parametrize("row", list(SCRIPT_ROWS))
+def test_the_script_passes_its_variables_on(tmp_path, row):
+    import os
+    import subprocess
+    import sys
+
+    changes, expected = SCRIPT_ROWS[row]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "INDEXES": "", "OUTPUT_DIR": str(tmp_path / "out"),
+           "CACHE_DIR": str(tmp_path / "cache"), "CUSTOM_OUTPUT_DIR": str(tmp_path / "custom"), "DEMO_RANDOM_MINECLIP": "1",
+           **changes}
+    result = subprocess.run(["bash", "1_generate_dataset.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.replace("'bf16', 'fp32'", "bf16, fp32") == f"1_generate_dataset.sh: {expected}\n"
+    assert not list(tmp_path.iterdir())
