@@ -284,6 +284,9 @@ INDEX_CASES = {
                         '[<path>, ...]}'),
     "a list": (b'[1, 2]', '{path}: the index is a list, expected {"basedir": <folder or URL>, "relpaths": [<path>, ...]}'),
     "not UTF-8": (b'\xff\xfe\x00garbage', "{path}: not a JSON index ("),
+    "basedir not there": (b'{"basedir": "nowhere", "relpaths": ["rec"]}', "{path}: basedir 'nowhere' is not a folder "
+                          "({dir}/nowhere; a relative basedir is relative to the index file's folder); fix basedir in the "
+                          "index, or put the recordings there"),
 }
 
 
@@ -303,12 +306,36 @@ def test_a_broken_local_index_is_one_line_and_the_next_index_still_converts(tmp_
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     fails = [line for line in out if line.startswith("FAIL")]
-    assert len(fails) == 1 and fails[0].startswith("FAIL index " + expected.replace("{path}", str(bad)))
+    assert len(fails) == 1 and fails[0].startswith("FAIL index " + expected.replace("{path}", str(bad)).replace("{dir}", str(tmp_path)))
     assert (tmp_path / "out" / "rec").is_dir()
     bad.write_text(json.dumps({"basedir": "src", "relpaths": ["rec"]}))  # fixed: the re-run completes
     assert generate_dataset.main(["--indexes", f"{bad} {good}", "--output_dir", str(tmp_path / "out"),
                                   "--cache_dir", str(tmp_path / "cache"), "--demo_random_mineclip", "--device", "cpu",
                                   "--jobs", "1", "--min_timesteps", "16", "--num_episodes", "-1"]) == 0
+
+
+# a recording of a local index -> (the file that is missing, its suffix)
+MISSING_LOCAL_FILES = {"video missing": ".mp4", "actions missing": ".jsonl"}
+
+
+@pytest.mark.parametrize("case", list(MISSING_LOCAL_FILES))
+def test_a_missing_file_of_a_local_index_fails_alone_in_one_line(tmp_path, case, capsys):
+    src = tmp_path / "src"
+    write_index_video(src / "rec.mp4", N)
+    (src / "rec.jsonl").write_bytes(_lines())
+    write_index_video(src / "gone.mp4", N)
+    (src / "gone.jsonl").write_bytes(_lines())
+    missing = src / f"gone{MISSING_LOCAL_FILES[case]}"
+    missing.unlink()
+    (tmp_path / "index.json").write_text(json.dumps({"basedir": "src", "relpaths": ["gone", "rec"]}))
+    assert generate_dataset.main(["--indexes", str(tmp_path / "index.json"), "--output_dir", str(tmp_path / "out"),
+                                  "--cache_dir", str(tmp_path / "cache"), "--demo_random_mineclip", "--device", "cpu",
+                                  "--jobs", "1", "--min_timesteps", "16", "--num_episodes", "-1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("FAIL")] == [
+        f"FAIL gone: {missing}: not found (the index lists gone); put the recording there, or fix the index's basedir "
+        "or relpaths"]
+    assert (tmp_path / "out" / "rec").is_dir() and not (tmp_path / "out" / "gone").exists()
 
 
 @pytest.mark.parametrize("answer, expected", [

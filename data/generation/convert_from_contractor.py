@@ -122,8 +122,15 @@ def skipped_with(marker: Path, options: ConversionOptions) -> bool:
 
 
 def _fetch(recording: Recording, downloads: DownloadSettings) -> tuple[Path, Path]:
-    """Local paths of a recording's video and actions, downloading into the cache when remote."""
+    """Local paths of a recording's video and actions, downloading into the cache when remote.
+
+    A local file that is missing raises OSError with the one line to print (the path, what the index lists, the fix).
+    """
     if recording.is_local:
+        for path in (Path(recording.video), Path(recording.actions)):
+            if not path.is_file():
+                raise OSError(f"{path}: not found (the index lists {recording.relpath}); put the recording there, or fix "
+                              "the index's basedir or relpaths")
         return Path(recording.video), Path(recording.actions)
     target = downloads.cache_dir / recording.name
     limits = {"retries": downloads.retries, "timeout_s": downloads.timeout_s}
