@@ -1,11 +1,11 @@
-"""Convert your own recordings into training episodes.
+r"""Convert your own recordings into training episodes.
 
     python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
         --mineclip_weights data/weights/mineclip/attn.pth
 
-Input layout: <input_dir>/episode_xxx/video.mp4 and actions.jsonl with one line per video frame, either in the
-VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line ({"forward": 1, "camera":
-[pitch, yaw], ...}). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
+Input layout: <input_dir>/episode_xxx/video.mp4 and, when the actions were recorded, actions.jsonl with one line per
+video frame, either in the VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line
+({"forward": 1, "camera": [pitch, yaw], ...}); without actions.jsonl the IDM labels the video (below). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
 follow the contractor pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps:
 resampled to 20 fps, every recorded action counted once (merged frames combine their actions, a repeated frame
 shares its camera move: data/generation/episode_conversion.py).
@@ -55,7 +55,8 @@ VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="convert_custom_data.py", description=__doc__)
-    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 + actions.jsonl")
+    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders, each with video.mp4 and, when "
+                   "recorded, actions.jsonl; without it the IDM labels the video (--idm_model, --idm_weights)")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
     add_conversion_arguments(p)
     add_idm_arguments(p)

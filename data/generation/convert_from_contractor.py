@@ -1,4 +1,4 @@
-"""Step 1: download VPT contractor recordings (mp4 + jsonl) and convert them to training episodes.
+r"""Step 1: download VPT contractor recordings (mp4 + jsonl) and convert them to training episodes.
 
     python data/generation/convert_from_contractor.py --index 10.x --num_episodes 5 \
         --output_dir data/dataset_contractor --mineclip_weights data/weights/mineclip/attn.pth

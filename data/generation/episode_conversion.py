@@ -94,7 +94,8 @@ def add_conversion_arguments(parser: cli.ArgumentParser) -> None:
     a("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
     a("--mineclip_batch_size", type=cli.positive_int, default=256, help="frames per MineCLIP forward (GPU: 256-1024)")
     a("--device", default=None, choices=["cpu", "cuda"], help="where MineCLIP runs (default: cuda when available; several GPUs are shared round-robin by the jobs)")
-    a("--jobs", type=cli.positive_int, default=default_jobs(), help="conversion processes (default: every core); each decodes, resizes, embeds and writes whole recordings")
+    a("--jobs", type=cli.positive_int, default=default_jobs(), help="conversion processes, each decoding, resizing, "
+      "embedding and writing whole recordings (default: %(default)s, one per core)")
     a("--min_timesteps", type=cli.non_negative_int, default=DEFAULT_MIN_TIMESTEPS, help="skip recordings with fewer "
       "frames than this after null filtering (step 2 leaves out episodes shorter than its T + 15)")
     a("--camera_labels", default=DEFAULT_CAMERA_LABELS, choices=CAMERA_LABELS,

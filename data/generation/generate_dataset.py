@@ -1,4 +1,4 @@
-"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes, your own recordings, a check.
+r"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes, your own recordings, a check.
 
     python data/generation/generate_dataset.py --indexes "8.x 9.x 10.x" --num_episodes 5 \
         --output_dir data/dataset_contractor --mineclip_weights data/weights/mineclip/attn.pth \
@@ -56,7 +56,8 @@ def build_parser() -> cli.ArgumentParser:
                    "basalt-*), index URLs or local index files; empty: none")
     p.add_argument("--output_dir", default="data/dataset_contractor", help="where contractor episodes go")
     p.add_argument("--cache_dir", default="data/contractor_cache", help="downloads in progress (removed per recording once converted)")
-    p.add_argument("--custom_input_dir", default="", help="your own recordings (episode_xxx/video.mp4 + actions.jsonl); empty: none")
+    p.add_argument("--custom_input_dir", default="", help="your own recordings (episode_xxx/video.mp4, with actions.jsonl "
+                   "when recorded; without it the IDM labels the video: --idm_model, --idm_weights); empty: none")
     p.add_argument("--custom_output_dir", default="data/dataset_custom", help="where episodes of your own recordings go")
     add_contractor_arguments(p)
     add_conversion_arguments(p)
