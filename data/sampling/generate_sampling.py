@@ -139,19 +139,14 @@ def list_valid_episodes(dataset_dir: str, min_frames: int, decode_frames: bool, 
 
 
 def how_made(path: str | os.PathLike, layout: str | None = None) -> Made:
-    """(labelling rules, demo embeddings) of an episode, from its metadata.json (data.episode.provenance)."""
+    """(labelling rules, demo embeddings) of an episode, from its metadata.json (data.episode.provenance).
+
+    Labelling rules: (camera labels "truncated"/"float", null filter "env"/"agent"/"none"); older metadata's
+    truncate_camera and the original pickle layout (the original rules) are understood; "unknown" where the
+    metadata does not say. Demo embeddings: True only when the metadata says random MineCLIP weights.
+    """
     provenance = read_provenance(path, layout)
     return (provenance.camera_labels, provenance.null_filter), provenance.mineclip.demo_random_weights is True
-
-
-def labelling_rules(path: str | os.PathLike, layout: str | None = None) -> tuple[str, str]:
-    """(camera labels, null filter) an episode was converted with, from its metadata.json "conversion".
-
-    camera labels: "truncated" (whole degrees, the original's) or "float"; null filter: "env", "agent" or
-    "none". Episodes written before `camera_labels` existed carry `truncate_camera` (bool); the original
-    STEVE-1 pickle layout was made by the original rules. "unknown" where the metadata does not say.
-    """
-    return how_made(path, layout)[0]
 
 
 def describe_rules(rules: tuple[str, str]) -> str:
