@@ -5,10 +5,11 @@ r"""Convert your own recordings into training episodes.
 
 Input layout: <input_dir>/episode_xxx/video.mp4 and, when the actions were recorded, actions.jsonl with one line per
 video frame, either in the VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line
-({"forward": 1, "camera": [pitch, yaw], ...}); without actions.jsonl the IDM labels the video (below). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
-follow the contractor pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps:
-resampled to 20 fps, every recorded action counted once (merged frames combine their actions, a repeated frame
-shares its camera move: data/generation/episode_conversion.py).
+({"forward": 1, "camera": [pitch, yaw], ...}); without actions.jsonl the IDM labels the video (below). Any
+resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then follow the contractor
+pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps: resampled to 20 fps, every
+recorded action counted once (merged frames combine their actions, a repeated frame shares its camera move:
+data/generation/episode_conversion.py).
 The labelling rules (--camera_labels, --null_filter) are the same as for contractor data. A recording that
 fails prints one line and the others go on.
 
@@ -47,7 +48,12 @@ from data.generation.episode_conversion import (
     load_goal_encoder,
     options_from_args,
 )
-from data.generation.rerun_check import check_output_directories, existing_episode_line, recording_difference, run_provenance
+from data.generation.rerun_check import (
+    check_output_directories,
+    existing_episode_line,
+    recording_difference,
+    run_provenance,
+)
 from toolkit_utils import cli
 
 VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"

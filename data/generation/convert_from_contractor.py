@@ -54,7 +54,12 @@ from data.generation.episode_conversion import (
     check_mineclip_arguments,
     options_from_args,
 )
-from data.generation.rerun_check import check_output_directories, existing_episode_line, recording_difference, run_provenance
+from data.generation.rerun_check import (
+    check_output_directories,
+    existing_episode_line,
+    recording_difference,
+    run_provenance,
+)
 from data.http_download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DownloadError, download_file
 from data.video_io import mp4_structure_problem
 from toolkit_utils import cli
@@ -105,7 +110,8 @@ def build_parser() -> cli.ArgumentParser:
 
 def skip_settings(options: ConversionOptions) -> dict:
     """The settings that decide whether a recording is too short (written into its skip marker)."""
-    return {"min_timesteps": options.min_timesteps, "null_filter": options.null_filter, "camera_labels": options.camera_labels}
+    return {"min_timesteps": options.min_timesteps, "null_filter": options.null_filter,
+            "camera_labels": options.camera_labels}
 
 
 def skipped_with(marker: Path, options: ConversionOptions) -> bool:

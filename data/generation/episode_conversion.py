@@ -11,7 +11,8 @@ within 20 +- 0.5 fps is taken as 20 fps. Any other rate from 5 to 240 fps is res
 frame rate assumed): output frame k shows the source frame at time k/20 s. Faster sources: an output frame
 carries the actions of the source frames it stands for merged (buttons pressed in any of them, camera moves
 added up). Slower sources repeat a frame: each repeat holds its buttons and an equal share of its camera move,
-so every recorded move is counted once (`merge_actions`). Other rates are refused. The labelling rules (camera labels, null filter: data.generation.labelling) apply after that.
+so every recorded move is counted once (`merge_actions`). Other rates are refused. The labelling rules (camera
+labels, null filter: data.generation.labelling) apply after that.
 """
 
 from __future__ import annotations
@@ -295,7 +296,8 @@ def convert_recording(
     keep = keep_mask(actions.env_buttons, camera, actions.env_null, options.null_filter)
     kept = int(keep.sum())
     if kept < max(options.min_timesteps, EMBED_START + 1):
-        return None, f"{kept} frames after null filtering, fewer than {options.setting('min_timesteps')} {options.min_timesteps}"
+        minimum = f"{options.setting('min_timesteps')} {options.min_timesteps}"
+        return None, f"{kept} frames after null filtering, fewer than {minimum}"
 
     embedder = StreamingEmbedder(goal_encoder, options.mineclip_batch_size, device)
     conversion = {**options.metadata(), "actions_format": actions.file_format, "source_fps": fps,

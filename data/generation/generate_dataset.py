@@ -12,7 +12,8 @@ r"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes,
 Before any work: every setting is checked (one-line refusal, exit status 2), and so are the episodes already in
 the output directories: made with another MineCLIP or other labelling rules, they are refused rather than kept
 (data/generation/rerun_check.py); each output directory and the cache are locked against a second conversion,
-and unfinished episodes of killed conversions are removed. One pool of --jobs processes (and MineCLIP copies) serves every index and the custom step.
+and unfinished episodes of killed conversions are removed. One pool of --jobs processes (and MineCLIP copies)
+serves every index and the custom step.
 Exit status: 0 when everything converted or was skipped as too short and every episode validates, 1 when
 anything failed (each failure printed as one line, then the summary).
 """

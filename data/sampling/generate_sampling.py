@@ -11,8 +11,8 @@ dataset its --dataset_weights share of the validation and of the training frames
 with --train_frames -1 the largest training set that keeps those shares with the data available. Episodes
 converted with different labelling rules (camera labels, null filter: metadata.json "conversion") are not
 put into one sampling unless --allow_mixed_labels; episodes whose goals were embedded with random MineCLIP
-weights (step 1's demo flag) are refused unless --allow_demo_embeddings. Deterministic: the same directories, arguments and
---split_seed give the same files on any machine.
+weights (step 1's demo flag) are refused unless --allow_demo_embeddings. Deterministic: the same
+directories, arguments and --split_seed give the same files on any machine.
 """
 
 from __future__ import annotations
