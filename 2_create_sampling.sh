@@ -34,12 +34,14 @@ T=${T:-320}
 SPLIT_SEED=${SPLIT_SEED:-0}
 # On/off (1/true/yes on; 0/false/no/empty off): replace an existing sampling NAME whose lists differ (off: refuse)
 OVERWRITE=${OVERWRITE:-}
+# On/off: accept episodes embedded with random MineCLIP weights (step 1's DEMO_RANDOM_MINECLIP; a pipeline demo only)
+ALLOW_DEMO_EMBEDDINGS=${ALLOW_DEMO_EMBEDDINGS:-}
 # Python interpreter with the toolkit installed
 PYTHON=${PYTHON:-.venv/bin/python}
 
-switches OVERWRITE  # now 1 or empty; any other value was refused (exit 2)
+switches OVERWRITE ALLOW_DEMO_EMBEDDINGS  # now 1 or empty; any other value was refused (exit 2)
 "$PYTHON" data/sampling/generate_sampling.py \
   --type "$TYPE" --name "$NAME" --output_dir "$OUTPUT_DIR" \
   --dataset_dirs "$DATASET_DIRS" ${DATASET_WEIGHTS:+--dataset_weights "$DATASET_WEIGHTS"} \
   --val_frames "$VAL_FRAMES" --train_frames "$TRAIN_FRAMES" ${VAL_FROM:+--val_from "$VAL_FROM"} \
-  --T "$T" --split_seed "$SPLIT_SEED" ${OVERWRITE:+--overwrite}
+  --T "$T" --split_seed "$SPLIT_SEED" ${OVERWRITE:+--overwrite} ${ALLOW_DEMO_EMBEDDINGS:+--allow_demo_embeddings}

@@ -4,7 +4,8 @@
 
 Prints obs keys, image shape and value range, embedding shape and mean norm, action histograms.
 Exits with status 1 when something is off: all-zero images, NaN/inf embeddings, all-zero goal embeddings,
-constant actions, or episodes it cannot read; 2 (one line) for a setting that cannot work.
+constant actions, or episodes it cannot read; 2 (one line) for a setting that cannot work, a --T longer than
+the sampling's episodes included.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.minecraft_dataset import MinecraftDataset, read_sampling_file
+from data.minecraft_dataset import EpisodesTooShortError, MinecraftDataset, read_sampling_file
 from toolkit_utils import cli
 from vpt_model.action_space import FACTORED_BUTTONS, NULL_CAMERA_INDEX, joint_to_factored
 
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         keys = [(0, int(i)) for i in order[: args.batch_size * args.num_batches]]
         samples = [dataset[k] for k in keys]
         batches = [_stack(samples[i : i + args.batch_size]) for i in range(0, len(samples), args.batch_size)]
+    except EpisodesTooShortError as e:  # a setting mistake, not broken data
+        cli.exit_with_refusal(PROG, f"--T {e.T}: {e.problem()}; use the T the sampling was made with "
+                              "(2_create_sampling.sh's T), or create the sampling again with this T")
     except (OSError, ValueError) as e:
         print(f"FAIL: {e}")
         return 1

@@ -94,6 +94,19 @@ class ColorJitter:
         return np.clip(x, 0, 255).astype(np.uint8)
 
 
+class EpisodesTooShortError(ValueError):
+    """Listed episodes are shorter than T + 15 frames: a setting mistake (T, or the sampling was made for another T)."""
+
+    def __init__(self, T: int, too_short: list[str]) -> None:
+        self.T, self.needed, self.too_short = T, T + EMBED_START, too_short
+        super().__init__(f"--T {T} {self.problem()} (regenerate the sampling with the same --T)")
+
+    def problem(self) -> str:
+        """'needs episodes of >= N frames; too short: a (n frames), ...' (at most five named)."""
+        named = ", ".join(self.too_short[:5]) + (f" and {len(self.too_short) - 5} more" if len(self.too_short) > 5 else "")
+        return f"needs episodes of >= {self.needed} frames; too short: {named}"
+
+
 class MinecraftDataset(Dataset):
     """Samples of T frames from the listed episodes; see the module docstring for what a sample holds."""
 
@@ -137,11 +150,7 @@ class MinecraftDataset(Dataset):
                 continue
             self.samples += [(i, s) for s in chunk_starts(n, T)]
         if too_short:
-            raise ValueError(
-                f"--T {T} needs episodes of >= {T + EMBED_START} frames; too short: {', '.join(too_short[:5])}"
-                + (f" and {len(too_short) - 5} more" if len(too_short) > 5 else "")
-                + " (regenerate the sampling with the same --T)"
-            )
+            raise EpisodesTooShortError(T, too_short)
         if not self.samples:
             raise ValueError("the sampling lists no episodes")
 

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_script("2_create_sampling.sh", {
         "NAME": "demo", "OUTPUT_DIR": str(samplings), "DATASET_DIRS": str(dataset), "VAL_FRAMES": "500", "T": str(EVAL_T),
+        "ALLOW_DEMO_EMBEDDINGS": "1",  # step 1 embedded with random MineCLIP weights (the demo flag)
     })
 
     torch.manual_seed(0)

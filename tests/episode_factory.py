@@ -107,10 +107,12 @@ def make_episode(
     env_camera: np.ndarray | None = None,
     frames: np.ndarray | None = None,
     conversion: dict | None = None,
+    source: dict | None = None,
 ) -> Path:
     """Write a valid episode of our format with EpisodeWriter; defaults: index frames/embeds, random actions.
 
-    `conversion` goes into metadata.json as the converter's options (labelling rules, ...).
+    `conversion` goes into metadata.json as the converter's options (labelling rules, ...); `source` adds to
+    metadata.json's source (e.g. {"mineclip": {"demo_random_weights": True}}).
     """
     path = Path(path)
     frames = index_frames(range(num_frames)) if frames is None else np.asarray(frames)
@@ -118,7 +120,7 @@ def make_episode(
     buttons, camera = random_actions(num_frames, seed)
     buttons = buttons if env_buttons is None else np.asarray(env_buttons)
     camera = camera if env_camera is None else np.asarray(env_camera)
-    with EpisodeWriter(path, source={"kind": "test", "seed": seed}, conversion=conversion) as writer:
+    with EpisodeWriter(path, source={"kind": "test", "seed": seed, **(source or {})}, conversion=conversion) as writer:
         for frame in frames:
             writer.append_frame(frame)
         writer.append_actions(buttons, camera)

@@ -21,6 +21,7 @@ from data.episode import FRAMES_FILE, load_episode, validate_episode
 from data.generation import convert_custom_data, convert_from_contractor, generate_dataset
 from data.generation.contractor_actions import load_actions_file
 from data.generation.contractor_index import ContractorIndex, IndexFileError, load_index, recordings
+from data.generation.episode_conversion import align_to_video
 from data.generation.labelling import keep_mask, label_camera
 from data.generation.synthetic_contractor import write_synthetic_recording
 from data.video_io import VideoWriter, read_video_frames
@@ -162,7 +163,12 @@ def test_too_short_recordings_are_skipped_once_and_remembered(tmp_path, recordin
     assert (tmp_path / "out" / ".skipped" / "rec1.json").exists()
     assert _convert(tmp_path, str(index), "--min_timesteps", "100000") == 0
     assert "0 to convert" in capsys.readouterr().out
-    assert _convert(tmp_path, str(index), "--retry_skipped") == 0  # with the default minimum it converts
+    assert _convert(tmp_path, str(index), "--min_timesteps", "100000", "--retry_skipped") == 0
+    out = capsys.readouterr().out
+    assert "1 to convert" in out and "SKIP rec1" in out
+    # Another minimum can make it long enough: the marker of other settings does not count, no --retry_skipped needed.
+    assert _convert(tmp_path, str(index)) == 0
+    assert "1 to convert" in capsys.readouterr().out
     assert validate_episode(tmp_path / "out" / "rec1").ok
 
 
@@ -197,6 +203,74 @@ def test_sigkill_mid_conversion_a_second_conversion_is_refused_and_a_rerun_clean
     assert _convert(tmp_path, str(index)) == 0  # a re-run removes the dead writer's directory and converts
     assert f"removed 1 unfinished episode(s) of interrupted conversions ({leftovers[0].name})" in capsys.readouterr().out
     assert not leftovers[0].exists() and validate_episode(out / "rec2").ok
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids started (directly or not) by `pid` that still run (zombies count as ended)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            return [c.pid for c in psutil.Process(pid).children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.slow  # two spawned processes import torch and build MineCLIP
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_sigkill_of_the_parent_ends_its_conversion_processes(tmp_path, recordings_dir):
+    """kill -9 of a --jobs 2 conversion: its pool processes end within seconds instead of writing on unlocked."""
+    index = _local_index(tmp_path, recordings_dir, ["rec0", "rec1"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO_ROOT / "data/generation/convert_from_contractor.py"), "--index", str(index),
+           "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--num_episodes", "-1",
+           "--demo_random_mineclip", "--min_timesteps", "20", "--device", "cpu", "--mineclip_batch_size", "1",
+           "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (any(out.glob(".rec0.tmp-*/frames.mp4"))
+                                              and any(out.glob(".rec1.tmp-*/frames.mp4"))):
+            time.sleep(0.05)
+        workers = _descendants(proc.pid)
+        assert any(out.glob(".rec0.tmp-*")) and any(out.glob(".rec1.tmp-*")) and workers, "the workers never started writing"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline and _running(workers):
+        time.sleep(0.05)
+    assert _running(workers) == [], "conversion processes outlived their parent"
+    # Killed mid-episode: no episode was finished by an orphan; the next run removes the leftovers.
+    assert not (out / "rec0").exists() and not (out / "rec1").exists()
 
 
 def test_leftovers_of_live_writers_are_kept(tmp_path, recordings_dir, capsys):
@@ -260,6 +334,54 @@ def test_a_30fps_contractor_recording_is_resampled_to_20fps(tmp_path):
     # 4 px = 0.6 degrees per source frame: one source frame -> trunc(0.6) = 0, two -> trunc(1.2) = 1
     np.testing.assert_array_equal(episode.env_camera[:2], [[0, 0], [0, 1]])
     assert episode.metadata["conversion"]["source_fps"] == pytest.approx(30)
+
+
+F, J, A, U, S = "forward", "jump", "attack", "use", "sneak"
+# fps -> (source actions: (buttons, camera [pitch, yaw])), expected per 20 fps frame: (source frame shown, buttons,
+# camera, null)). A slower source repeats frames (each repeat holds the buttons and an equal share of the move); a
+# faster one merges them (buttons of any, moves added up); every recorded move is counted once.
+RESAMPLING_CASES = {
+    "10 fps: each frame shown twice": (10, [({F}, [0, 2]), ({J}, [1, 0]), (set(), [0, 0]), ({A}, [0, -3])], [
+        (0, {F}, [0, 1], False), (0, {F}, [0, 1], False), (1, {J}, [0.5, 0], False), (1, {J}, [0.5, 0], False),
+        (2, set(), [0, 0], True), (2, set(), [0, 0], True), (3, {A}, [0, -1.5], False), (3, {A}, [0, -1.5], False)]),
+    "15 fps: every third frame shown twice": (15, [({F}, [0, 2]), ({J}, [0, 0]), ({A}, [0, 3]), ({U}, [2, 0]),
+                                                  ({S}, [0, 0]), ({F}, [0, 1])], [
+        (0, {F}, [0, 1], False), (0, {F}, [0, 1], False), (1, {J}, [0, 0], False), (2, {A}, [0, 3], False),
+        (3, {U}, [1, 0], False), (3, {U}, [1, 0], False), (4, {S}, [0, 0], False), (5, {F}, [0, 1], False)]),
+    "30 fps: frames merged": (30, [({F}, [0, 1]), ({J}, [0, 1]), ({A}, [1, 0]), (set(), [0, 0]), ({U}, [0, 0]),
+                                   (set(), [0, 0])], [
+        (0, {F}, [0, 1], False), (1, {J, A}, [1, 1], False), (3, set(), [0, 0], True), (4, {U}, [0, 0], False)]),
+    "20 fps: unchanged": (20, [({F}, [0, 2]), (set(), [0, 0])], [(0, {F}, [0, 2], False), (1, set(), [0, 0], True)]),
+}
+
+
+@pytest.mark.parametrize("case", list(RESAMPLING_CASES))
+def test_resampled_actions_count_every_recorded_move_once(tmp_path, case):
+    fps, source, expected = RESAMPLING_CASES[case]
+    path = tmp_path / "actions.jsonl"
+    path.write_text("".join(json.dumps({**{b: 1 for b in buttons}, "camera": camera}) + "\n" for buttons, camera in source))
+    actions, indices = align_to_video(load_actions_file(path), len(source), fps, 0, tmp_path / "video.mp4")
+    assert indices.tolist() == [shown for shown, *_ in expected]
+    assert [{ENV_BUTTONS[j] for j in np.flatnonzero(row)} for row in actions.env_buttons] == [b for _, b, _, _ in expected]
+    np.testing.assert_allclose(actions.env_camera, [c for *_, c, _ in expected])
+    assert actions.env_null.tolist() == [null for *_, null in expected]
+    np.testing.assert_allclose(actions.env_camera.sum(axis=0), np.sum([c for _, c in source], axis=0))
+
+
+def test_a_10fps_recording_shows_each_frame_twice_with_its_action(tmp_path):
+    """Upsampling end to end, default rules: both repeats of a frame are kept with its keys and half its move."""
+    n = 12
+    episode = tmp_path / "in" / "episode_slow"
+    write_index_video(episode / "video.mp4", n, fps=10)
+    lines = [{"forward": 1, "camera": [0.0, 2.0]} if i % 4 != 3 else {} for i in range(n)]  # every 4th frame null
+    (episode / "actions.jsonl").write_bytes(jsonl_bytes(lines))
+    assert _custom(tmp_path / "in", tmp_path / "out") == 0
+    converted = load_episode(tmp_path / "out" / "episode_slow")
+    shown = [i for i in range(n) if i % 4 != 3 for _ in range(2)]
+    assert converted.num_frames == len(shown) == 18
+    np.testing.assert_array_equal(frame_indices(converted.read_frames(0, len(shown))), shown)
+    assert converted.env_buttons[:, ENV_BUTTONS.index("forward")].all() and converted.env_buttons.sum() == 18
+    np.testing.assert_array_equal(converted.env_camera, [[0, 1]] * 18)  # trunc(2 / 2): the 18 degrees recorded
 
 
 def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:

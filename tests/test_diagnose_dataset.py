@@ -107,6 +107,18 @@ def test_bad_settings_are_one_line_exit_2(tmp_path, capsys, extra, expected):
     assert err == f"diagnose_dataset.py: {expected.format(tmp=tmp_path)}\n"
 
 
+def test_a_T_longer_than_the_episodes_is_a_setting_mistake_exit_2(good, capsys):
+    """The sampling was made for T 20 (episodes of 80 frames): --T 100 needs 115 frames."""
+    with pytest.raises(SystemExit) as caught:
+        main(diagnose(good, "good") + ["--T", "100"])
+    captured = capsys.readouterr()
+    assert caught.value.code == 2 and captured.out == ""
+    listed = (good / "good_train.txt").read_text().split()
+    assert captured.err == (f"diagnose_dataset.py: --T 100: needs episodes of >= 115 frames; too short: "
+                            f"{', '.join(f'{p} ({N_FRAMES} frames)' for p in listed)}; use the T the sampling was made "
+                            "with (2_create_sampling.sh's T), or create the sampling again with this T\n")
+
+
 def test_unreadable_episode_fails(good, tmp_path, capsys):
     listing = tmp_path / "broken_train.txt"
     listing.write_text((good / "good_train.txt").read_text() + str(tmp_path / "gone") + "\n")

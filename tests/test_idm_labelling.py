@@ -203,7 +203,8 @@ def test_real_gameplay_labelled_by_the_idm_converts_validates_samples_and_trains
     from training import train
 
     assert generate_sampling.main(["--name", "idm", "--output_dir", str(tmp_path / "samplings"), "--dataset_dirs",
-                                   str(tmp_path / "out"), "--val_frames", "40", "--train_frames", "-1", "--T", "32"]) in (0, None)
+                                   str(tmp_path / "out"), "--val_frames", "40", "--train_frames", "-1", "--T", "32",
+                                   "--allow_demo_embeddings"]) in (0, None)
     listed = (tmp_path / "samplings" / "idm_train.txt").read_text().split() + (tmp_path / "samplings" / "idm_val.txt").read_text().split()
     assert sorted(Path(p).name for p in listed) == ["episode_a", "episode_recorded"]
     args = ["--cpu", "--in_model", "tiny", "--sampling", "idm", "--sampling_dir", str(tmp_path / "samplings"), "--T", "32",

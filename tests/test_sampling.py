@@ -291,6 +291,57 @@ def test_old_metadata_and_the_original_layout_count_as_the_original_rules(tmp_pa
               "--T", str(T), "--type", "mixed", "--dataset_weights", "1,1", "--val_frames", "0"])
 
 
+DEMO = {"mineclip": {"weights": None, "demo_random_weights": True, "config": "tiny, random (demo only)"}}
+REAL = {"mineclip": {"weights": "/w/attn.pth", "demo_random_weights": False, "config": "attn", "sha256": "0" * 64}}
+
+
+def demo_dataset(root: Path, sources: list[dict]) -> str:
+    for i, source in enumerate(sources):
+        make_episode(root / f"episode_{i:03d}", 50, seed=i, conversion=ORIGINAL_RULES, source=source)
+    return str(root)
+
+
+# name -> (episode sources, extra arguments, expected: the refusal after "generate_sampling.py: " or the warning line)
+DEMO_CASES = {
+    "demo episodes": ([DEMO] * 3, [], "--dataset_dirs {root}: 3 of the 3 chosen episodes have goal embeddings from random "
+                      "MineCLIP weights (step 1's demo flag), e.g. {first}: their goals mean nothing to train on; convert "
+                      "them again in step 1 with the real attn.pth (MINECLIP_WEIGHTS, not DEMO_RANDOM_MINECLIP), or pass "
+                      "--allow_demo_embeddings (ALLOW_DEMO_EMBEDDINGS=1) for a pipeline demo"),
+    "one demo episode among real ones": ([REAL, DEMO, REAL], [], "--dataset_dirs {root}: 1 of the 3 chosen episodes have "
+                                         "goal embeddings from random MineCLIP weights (step 1's demo flag), e.g. "
+                                         "{root}/episode_001: their goals mean nothing to train on; convert them again "
+                                         "in step 1 with the real attn.pth (MINECLIP_WEIGHTS, not DEMO_RANDOM_MINECLIP), "
+                                         "or pass --allow_demo_embeddings (ALLOW_DEMO_EMBEDDINGS=1) for a pipeline demo"),
+    "demo episodes, allowed": ([DEMO] * 3, ["--allow_demo_embeddings"], "WARNING: 3 episodes have goal embeddings from "
+                               "random MineCLIP weights (--allow_demo_embeddings): a pipeline demo, not data to train an "
+                               "agent on"),
+    "real weights": ([REAL] * 3, [], None),
+    "nothing recorded (older or other writers)": ([{}] * 3, [], None),
+}
+
+
+@pytest.mark.parametrize("case", list(DEMO_CASES))
+def test_demo_embeddings_are_refused_unless_allowed(tmp_path, capsys, case):
+    sources, extra, expected = DEMO_CASES[case]
+    root = demo_dataset(tmp_path / "data", sources)
+    argv = ["--name", "s", "--output_dir", str(tmp_path / "out"), "--dataset_dirs", root, "--T", str(T),
+            "--val_frames", "50", *extra]
+    if expected is not None and not expected.startswith("WARNING"):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        captured = capsys.readouterr()
+        assert caught.value.code == 2 and captured.out == ""
+        first = refusal(captured.err).split(", e.g. ")[1].split(":")[0]  # the shuffle decides which demo episode
+        assert refusal(captured.err) == "generate_sampling.py: " + expected.format(root=root, first=first)
+        assert first.startswith(root + "/episode_") and not (tmp_path / "out").exists()
+        return
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    summary = json.loads((tmp_path / "out" / "s_summary.json").read_text())
+    assert summary["demo_embedding_episodes"] == (3 if expected else 0)
+    assert [line for line in out if line.startswith("WARNING")] == ([expected] if expected else [])
+
+
 def test_val_from_episodes_count_in_the_labelling_check(tmp_path, capsys):
     a = labelled_dataset(tmp_path / "a", 3, 1, ORIGINAL_RULES)
     b = labelled_dataset(tmp_path / "b", 3, 2, PAPER_RULES)

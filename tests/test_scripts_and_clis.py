@@ -226,3 +226,25 @@ def test_the_readme_example_runs_end_to_end(tmp_path):
     assert "LEARNED: the fine-tuned weights beat their starting point and the best constant guess" in out
     assert (tmp_path / "run" / "training_curves.png").stat().st_size > 1000
     assert list((tmp_path / "run" / "dataset_contractor").iterdir())
+
+
+STEP1_PARSERS = {  # module -> what --help must say about an option
+    "data.generation.generate_dataset": {"--custom_input_dir": "without it the IDM labels the video"},
+    "data.generation.convert_custom_data": {"--input_dir": "without it the IDM labels the video"},
+    "data.generation.convert_from_contractor": {},
+}
+
+
+@pytest.mark.parametrize("module", list(STEP1_PARSERS))
+def test_step1_help_shows_one_default_per_option_and_that_actions_are_optional(module):
+    import argparse
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    formatter = parser._get_formatter()
+    helps = {action.option_strings[0]: " ".join(formatter._expand_help(action).split()) for action in parser._actions
+             if action.option_strings and action.help not in (None, argparse.SUPPRESS)}
+    assert {option: text for option, text in helps.items() if text.count("(default:") > 1} == {}
+    assert "(default: " in helps["--jobs"] and "one per core" in helps["--jobs"]
+    for option, words in STEP1_PARSERS[module].items():
+        assert words in helps[option] and "+ actions.jsonl" not in helps[option]

@@ -284,6 +284,9 @@ INDEX_CASES = {
                         '[<path>, ...]}'),
     "a list": (b'[1, 2]', '{path}: the index is a list, expected {"basedir": <folder or URL>, "relpaths": [<path>, ...]}'),
     "not UTF-8": (b'\xff\xfe\x00garbage', "{path}: not a JSON index ("),
+    "basedir not there": (b'{"basedir": "nowhere", "relpaths": ["rec"]}', "{path}: basedir 'nowhere' is not a folder "
+                          "({dir}/nowhere; a relative basedir is relative to the index file's folder); fix basedir in the "
+                          "index, or put the recordings there"),
 }
 
 
@@ -303,12 +306,36 @@ def test_a_broken_local_index_is_one_line_and_the_next_index_still_converts(tmp_
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     fails = [line for line in out if line.startswith("FAIL")]
-    assert len(fails) == 1 and fails[0].startswith("FAIL index " + expected.replace("{path}", str(bad)))
+    assert len(fails) == 1 and fails[0].startswith("FAIL index " + expected.replace("{path}", str(bad)).replace("{dir}", str(tmp_path)))
     assert (tmp_path / "out" / "rec").is_dir()
     bad.write_text(json.dumps({"basedir": "src", "relpaths": ["rec"]}))  # fixed: the re-run completes
     assert generate_dataset.main(["--indexes", f"{bad} {good}", "--output_dir", str(tmp_path / "out"),
                                   "--cache_dir", str(tmp_path / "cache"), "--demo_random_mineclip", "--device", "cpu",
                                   "--jobs", "1", "--min_timesteps", "16", "--num_episodes", "-1"]) == 0
+
+
+# a recording of a local index -> (the file that is missing, its suffix)
+MISSING_LOCAL_FILES = {"video missing": ".mp4", "actions missing": ".jsonl"}
+
+
+@pytest.mark.parametrize("case", list(MISSING_LOCAL_FILES))
+def test_a_missing_file_of_a_local_index_fails_alone_in_one_line(tmp_path, case, capsys):
+    src = tmp_path / "src"
+    write_index_video(src / "rec.mp4", N)
+    (src / "rec.jsonl").write_bytes(_lines())
+    write_index_video(src / "gone.mp4", N)
+    (src / "gone.jsonl").write_bytes(_lines())
+    missing = src / f"gone{MISSING_LOCAL_FILES[case]}"
+    missing.unlink()
+    (tmp_path / "index.json").write_text(json.dumps({"basedir": "src", "relpaths": ["gone", "rec"]}))
+    assert generate_dataset.main(["--indexes", str(tmp_path / "index.json"), "--output_dir", str(tmp_path / "out"),
+                                  "--cache_dir", str(tmp_path / "cache"), "--demo_random_mineclip", "--device", "cpu",
+                                  "--jobs", "1", "--min_timesteps", "16", "--num_episodes", "-1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("FAIL")] == [
+        f"FAIL gone: {missing}: not found (the index lists gone); put the recording there, or fix the index's basedir "
+        "or relpaths"]
+    assert (tmp_path / "out" / "rec").is_dir() and not (tmp_path / "out" / "gone").exists()
 
 
 @pytest.mark.parametrize("answer, expected", [
@@ -462,3 +489,130 @@ def test_the_writer_refuses_a_camera_outside_the_action_space(tmp_path):
         writer.append_actions(np.zeros((1, 23), np.uint8), np.array([[0.0, 180.5]], np.float32))
     writer.abort()
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# An episode of the same name written by another process: kept as it is, the conversion fails with what to do.
+
+
+def _episode_before_writing(out: Path, monkeypatch) -> None:
+    (out / "rec").mkdir(parents=True)
+    (out / "rec" / "theirs.txt").write_text("another process's episode")
+
+
+def _episode_while_writing(out: Path, monkeypatch) -> None:
+    from data.episode import EpisodeWriter
+
+    set_embeds = EpisodeWriter.set_embeds
+
+    def appear_then_set(self, embeds):
+        _episode_before_writing(out, monkeypatch)
+        set_embeds(self, embeds)
+
+    monkeypatch.setattr(EpisodeWriter, "set_embeds", appear_then_set)
+
+
+@pytest.mark.parametrize("appear", [_episode_before_writing, _episode_while_writing], ids=["before", "while writing"])
+def test_an_episode_written_by_another_process_is_kept_and_the_message_says_what_to_do(tmp_path, monkeypatch, appear):
+    from data.generation.contractor_actions import load_actions_file
+    from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, load_goal_encoder
+
+    video, jsonl, out = write_index_video(tmp_path / "rec.mp4", N), tmp_path / "rec.jsonl", tmp_path / "out"
+    jsonl.write_bytes(_lines())
+    appear(out, monkeypatch)
+    encoder, _ = load_goal_encoder(None, demo_random_mineclip=True, device="cpu")
+    with pytest.raises(ConversionError) as error:
+        convert_recording(video, load_actions_file(jsonl), out / "rec", encoder, ConversionOptions(min_timesteps=16),
+                          source={}, progress=False)
+    assert str(error.value) == (f"{out / 'rec'}: an episode of this name was written by another process while this "
+                                "recording converted; it is kept as it is and this conversion discarded: delete it and "
+                                "re-run to convert this recording again")
+    assert [p.name for p in out.iterdir()] == ["rec"]  # no temporary directory left behind
+    assert [p.name for p in (out / "rec").iterdir()] == ["theirs.txt"]
+    assert (out / "rec" / "theirs.txt").read_text() == "another process's episode"
+
+
+# ---------------------------------------------------------------------------------------------
+# One default minimum for every entrypoint, and messages that name the setting the way the user sets it.
+
+
+def _too_short_and_mismatched(folder: Path) -> None:
+    """`short`: 20 good frames (fewer than the default minimum); `mismatch`: 20 frames but 10 action lines."""
+    for name, lines in (("short", 20), ("mismatch", 10)):
+        write_index_video(folder / name / "video.mp4", 20)
+        (folder / name / "actions.jsonl").write_bytes(_lines(n=lines))
+
+
+def _generate(tmp: Path, *extra: str) -> int:
+    return generate_dataset.main(["--indexes", "", "--custom_input_dir", str(tmp / "in"), "--custom_output_dir",
+                                  str(tmp / "out"), "--demo_random_mineclip", "--device", "cpu", "--jobs", "1", *extra])
+
+
+def _contractor(tmp: Path) -> int:
+    (tmp / "index.json").write_text(json.dumps({"basedir": "src", "relpaths": ["short", "mismatch"]}))
+    for name in ("short", "mismatch"):
+        (tmp / "src").mkdir(exist_ok=True)
+        shutil.copy(tmp / "in" / name / "video.mp4", tmp / "src" / f"{name}.mp4")
+        shutil.copy(tmp / "in" / name / "actions.jsonl", tmp / "src" / f"{name}.jsonl")
+    return convert_from_contractor.main(["--index", str(tmp / "index.json"), "--output_dir", str(tmp / "out"),
+                                         "--cache_dir", str(tmp / "cache"), "--num_episodes", "-1",
+                                         "--demo_random_mineclip", "--device", "cpu", "--jobs", "1"])
+
+
+def _custom(tmp: Path) -> int:
+    from data.generation import convert_custom_data
+
+    return convert_custom_data.main(["--input_dir", str(tmp / "in"), "--output_dir", str(tmp / "out"),
+                                     "--demo_random_mineclip", "--device", "cpu", "--jobs", "1"])
+
+
+# entrypoint -> (run(tmp) -> exit status, the video the mismatch line names, how messages name the two settings)
+NAMING_CASES = {
+    "1_generate_dataset.sh": (lambda tmp: _generate(tmp, "--setting_names", "script"), "in", ("MIN_TIMESTEPS",
+                                                                                            "MAX_LENGTH_MISMATCH")),
+    "generate_dataset.py": (_generate, "in", ("--min_timesteps", "--max_length_mismatch")),
+    "convert_custom_data.py": (_custom, "in", ("--min_timesteps", "--max_length_mismatch")),
+    "convert_from_contractor.py": (_contractor, "src", ("--min_timesteps", "--max_length_mismatch")),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMING_CASES))
+def test_the_default_minimum_is_one_and_messages_name_the_setting_the_user_sets(tmp_path, capsys, case):
+    run, folder, (minimum, mismatch) = NAMING_CASES[case]
+    _too_short_and_mismatched(tmp_path / "in")
+    assert run(tmp_path) == 1
+    out = capsys.readouterr().out.splitlines()
+    video = tmp_path / folder / ("mismatch.mp4" if folder == "src" else "mismatch/video.mp4")
+    assert f"SKIP short: 20 frames after null filtering, fewer than {minimum} 1000" in out
+    assert (f"FAIL mismatch: {video}: 20 video frames but 10 action lines ({mismatch} 2 allows trimming small "
+            "differences)") in out
+    assert not any(p.name in ("short", "mismatch") for p in (tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# 1_generate_dataset.sh passes its variables on: a bad value is the entrypoint's one-line refusal, nothing written.
+
+SCRIPT_ROWS = {
+    "IDM_BATCH_SIZE=0": ({"IDM_BATCH_SIZE": "0"}, "argument --idm_batch_size: 0 is out of range: must be >= 1 (see --help)"),
+    "IDM_DTYPE=fp16": ({"IDM_DTYPE": "fp16"}, "argument --idm_dtype: invalid choice: 'fp16' (choose from bf16, fp32) "
+                                              "(see --help)"),
+    "MAX_LENGTH_MISMATCH=-1": ({"MAX_LENGTH_MISMATCH": "-1"}, "argument --max_length_mismatch: -1 is out of range: must "
+                                                             "be >= 0 (see --help)"),
+}
+
+
+@pytest.mark.parametrize("row", list(SCRIPT_ROWS))
+def test_the_script_passes_its_variables_on(tmp_path, row):
+    import os
+    import subprocess
+    import sys
+
+    changes, expected = SCRIPT_ROWS[row]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "INDEXES": "", "OUTPUT_DIR": str(tmp_path / "out"),
+           "CACHE_DIR": str(tmp_path / "cache"), "CUSTOM_OUTPUT_DIR": str(tmp_path / "custom"), "DEMO_RANDOM_MINECLIP": "1",
+           **changes}
+    result = subprocess.run(["bash", "1_generate_dataset.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.replace("'bf16', 'fp32'", "bf16, fp32") == f"1_generate_dataset.sh: {expected}\n"
+    assert not list(tmp_path.iterdir())

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # script -> {variable: the flag it turns on}
 SWITCHES = {
     "1_generate_dataset.sh": {"DEMO_RANDOM_MINECLIP": "--demo_random_mineclip"},
-    "2_create_sampling.sh": {"OVERWRITE": "--overwrite"},
+    "2_create_sampling.sh": {"OVERWRITE": "--overwrite", "ALLOW_DEMO_EMBEDDINGS": "--allow_demo_embeddings"},
     "2_gen_vid_for_text_prompt.sh": {"OVERLAY_PROMPT": "--overlay_prompt"},
     "2_test_finetuned_model.sh": {"OVERLAY_PROMPT": "--overlay_prompt"},
     "3_train_finetune_template.sh": {"AUGMENT": "--augment", "LOW_MEMORY": "--low_memory"},

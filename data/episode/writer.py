@@ -102,6 +102,10 @@ def remove_dead_writer_leftovers(directory: str | os.PathLike) -> tuple[list[Pat
     return removed, kept
 
 
+class EpisodeExistsError(FileExistsError):
+    """The episode directory exists (before writing, or appeared while writing) and overwriting was not asked for."""
+
+
 class EpisodeWriter:
     """Write one episode into a hidden temporary directory and rename it into place on close().
 
@@ -154,9 +158,9 @@ class EpisodeWriter:
         return self._video.num_frames
 
     def _refuse_existing(self) -> None:
-        """Raise FileExistsError if the final directory exists and overwriting was not asked for."""
+        """Raise EpisodeExistsError if the final directory exists and overwriting was not asked for."""
         if self.final_dir.exists() and not self._overwrite:
-            raise FileExistsError(f"{self.final_dir}: already exists; pass overwrite=True to replace it")
+            raise EpisodeExistsError(f"{self.final_dir}: already exists; pass overwrite=True to replace it")
 
     def append_frame(self, frame: np.ndarray) -> None:
         """Append one RGB uint8 [128, 128, 3] frame."""

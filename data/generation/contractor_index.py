@@ -117,7 +117,11 @@ def load_index(spec: str, cache_dir: str | os.PathLike, retries: int | None = No
         raise IndexFileError(f"{path}: basedir is {json.dumps(basedir)}, {shape}")
     if not isinstance(relpaths, list):
         raise IndexFileError(f"{path}: relpaths is {type(relpaths).__name__ if relpaths is not None else 'missing'}, {shape}")
-    return ContractorIndex(location, resolve_basedir(basedir, location), relpaths)
+    resolved = resolve_basedir(basedir, location)
+    if not _is_url(resolved) and not Path(resolved).is_dir():  # one line for the index, not one per recording
+        raise IndexFileError(f"{path}: basedir {basedir!r} is not a folder ({resolved}; a relative basedir is relative "
+                             "to the index file's folder); fix basedir in the index, or put the recordings there")
+    return ContractorIndex(location, resolved, relpaths)
 
 
 def resolve_basedir(basedir: str, index_location: str) -> str:

@@ -9,15 +9,21 @@ cores / jobs threads for torch, OpenCV and the video decoder, so the pool does n
 `jobs=1` runs everything in the calling process (no pool, no extra MineCLIP copy).
 
 A recording that fails returns its one-line reason; it never stops the pool. If a process dies (a crash
-inside a codec), the recordings it held fail with that reason and a fresh pool takes the rest.
+inside a codec), the recordings it held fail with that reason and a fresh pool takes the rest. If the step-1
+process dies (even by SIGKILL, which runs no cleanup), its pool processes die with it: they must not go on
+writing into a directory whose lock was released with their parent (`_die_with_parent`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import dataclasses
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -27,6 +33,7 @@ from tqdm import tqdm
 from data.generation.contractor_actions import ActionFileError, load_actions_file
 from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, load_goal_encoder
 from data.video_io import SEQUENTIAL_THREADS, VideoError
+from toolkit_utils.file_hashes import file_sha256
 
 OK, SKIP, FAIL = "OK", "SKIP", "FAIL"
 
@@ -38,6 +45,13 @@ class GoalEncoderSpec:
     mineclip_weights: str | None
     demo_random_mineclip: bool
     device: str  # "cpu" or "cuda"
+    mineclip_sha256: str | None = None  # of mineclip_weights, recorded in every episode (goal_encoder_spec)
+
+
+def goal_encoder_spec(mineclip_weights: str | None, demo_random_mineclip: bool, device: str | None) -> GoalEncoderSpec:
+    """The spec of a conversion run: the weights file's sha256 is computed here, once (~1 s per GB)."""
+    sha256 = None if demo_random_mineclip or not mineclip_weights else file_sha256(mineclip_weights)
+    return GoalEncoderSpec(mineclip_weights, demo_random_mineclip, device or default_device(), sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +101,8 @@ class _Converter:
         self.torch_threads = 1 if spec.demo_random_mineclip and device == "cpu" else None
         self.load_error: str | None = None
         try:
-            self.encoder, self.mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, device)
+            self.encoder, self.mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, device,
+                                                                 spec.mineclip_sha256)
         except Exception as e:  # any reason: the run must stop with it, in one line
             self.load_error = f"cannot load MineCLIP from {spec.mineclip_weights}: {' '.join(str(e).split())}"
 
@@ -167,10 +182,46 @@ def _first_line(error: BaseException) -> str:
 
 
 _process_converter: _Converter | None = None  # the converter of a pool process (set by its initializer)
+_parent_pid: int | None = None  # the step-1 process that started this pool process
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_CHECK_S = 1.0  # how often a pool process without PR_SET_PDEATHSIG looks for its parent
 
 
-def _start_process(spec: GoalEncoderSpec, threads: int, counter: Any) -> None:
-    global _process_converter
+def _die_with_parent(parent_pid: int) -> None:
+    """End this pool process as soon as `parent_pid` (the step-1 process) is gone, however it ended.
+
+    The directory lock dies with the parent, so a pool process that outlived it (kill -9 of the parent runs
+    no cleanup) would go on writing episodes while a re-run removes its "dead" temporary directories or
+    converts the same recordings. On Linux the kernel sends SIGKILL when the parent dies (PR_SET_PDEATHSIG;
+    it fires when the parent THREAD that started this process ends: ConversionPool starts its processes
+    from the thread that calls submit, the main thread of the step). Elsewhere a daemon thread checks the
+    parent every PARENT_CHECK_S seconds. Either way, a parent that died before this ran is caught at once.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # no prctl in this libc: the thread below watches instead
+            armed = False
+    _exit_if_orphaned(parent_pid)  # re-parented already: the parent died before prctl took effect
+    if not armed:
+        def watch() -> None:
+            while True:
+                time.sleep(PARENT_CHECK_S)
+                _exit_if_orphaned(parent_pid)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _exit_if_orphaned(parent_pid: int) -> None:
+    if os.getppid() != parent_pid:  # the parent is gone: this process was re-parented to init or a subreaper
+        os._exit(1)
+
+
+def _start_process(spec: GoalEncoderSpec, threads: int, counter: Any, parent_pid: int) -> None:
+    global _process_converter, _parent_pid
+    _parent_pid = parent_pid
+    _die_with_parent(parent_pid)
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -178,6 +229,7 @@ def _start_process(spec: GoalEncoderSpec, threads: int, counter: Any) -> None:
 
 
 def _run_in_process(task: ConversionTask) -> ConversionOutcome:
+    _exit_if_orphaned(_parent_pid)  # cheap: never start a recording for a parent that is gone
     return _process_converter.run(task, progress=False)
 
 
@@ -221,7 +273,8 @@ class ConversionPool:
         context = multiprocessing.get_context("spawn")
         counter = context.Value("i", 0)
         self._executor = concurrent.futures.ProcessPoolExecutor(
-            self.jobs, mp_context=context, initializer=_start_process, initargs=(self.spec, self.threads, counter))
+            self.jobs, mp_context=context, initializer=_start_process,
+            initargs=(self.spec, self.threads, counter, os.getpid()))
 
     def outcome(self, task: ConversionTask, future: concurrent.futures.Future) -> ConversionOutcome:
         """The future's outcome; a process that died becomes this task's FAIL line."""

@@ -3,11 +3,13 @@ r"""Convert your own recordings into training episodes.
     .venv/bin/python data/generation/convert_custom_data.py --input_dir my_recordings --output_dir data/dataset_custom \
         --mineclip_weights data/weights/mineclip/attn.pth
 
-Input layout: <input_dir>/episode_xxx/video.mp4 and actions.jsonl with one line per video frame, either in the
-VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line ({"forward": 1, "camera":
-[pitch, yaw], ...}). Any resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then
-follow the contractor pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps:
-resampled to 20 fps with the actions of merged frames combined (data/generation/episode_conversion.py).
+Input layout: <input_dir>/episode_xxx/video.mp4 and, when the actions were recorded, actions.jsonl with one line per
+video frame, either in the VPT contractor format (mouse/keyboard/hotbar...) or one MineRL env action per line
+({"forward": 1, "camera": [pitch, yaw], ...}); without actions.jsonl the IDM labels the video (below). Any
+resolution: frames are brought to 640x360 first (what the agent sees in MineRL), then follow the contractor
+pipeline (cursor, 128x128 and 256x160 resizes). Any frame rate from 5 to 240 fps: resampled to 20 fps, every
+recorded action counted once (merged frames combine their actions, a repeated frame shares its camera move:
+data/generation/episode_conversion.py).
 The labelling rules (--camera_labels, --null_filter) are the same as for contractor data. A recording that
 fails prints one line and the others go on.
 
@@ -35,7 +37,7 @@ from data.generation.conversion_jobs import (
     GoalEncoderSpec,
     MineCLIPLoadError,
     Summary,
-    default_device,
+    goal_encoder_spec,
 )
 from data.generation.conversion_lock import hold_directories, remove_dead_writers
 from data.generation import idm_labelling
@@ -46,6 +48,12 @@ from data.generation.episode_conversion import (
     load_goal_encoder,
     options_from_args,
 )
+from data.generation.rerun_check import (
+    check_output_directories,
+    existing_episode_line,
+    recording_difference,
+    run_provenance,
+)
 from toolkit_utils import cli
 
 VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
@@ -53,9 +61,10 @@ VIDEO_FILE, ACTIONS_FILE = "video.mp4", "actions.jsonl"
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="convert_custom_data.py", description=__doc__)
-    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders with video.mp4 + actions.jsonl")
+    p.add_argument("--input_dir", required=True, help="directory of episode_xxx/ folders, each with video.mp4 and, when "
+                   "recorded, actions.jsonl; without it the IDM labels the video (--idm_model, --idm_weights)")
     p.add_argument("--output_dir", default="data/dataset_custom", help="where episode directories go")
-    add_conversion_arguments(p, min_timesteps=100)
+    add_conversion_arguments(p)
     add_idm_arguments(p)
     return p
 
@@ -108,6 +117,19 @@ def recordings_without_actions(episodes: list[Path]) -> list[Path]:
     return [p for p in episodes if (p / VIDEO_FILE).is_file() and not (p / ACTIONS_FILE).is_file()]
 
 
+def recording_source(recording: Path) -> dict:
+    """What an episode records about the recording it was made from (`source` in metadata.json).
+
+    The files' sizes identify the recording when a re-run meets its episode (data.generation.rerun_check): a
+    moved folder is the same recording, another video or an edited actions file is not.
+    """
+    video, actions = recording / VIDEO_FILE, recording / ACTIONS_FILE
+    source = {"kind": "custom", "video": str(video), "video_bytes": video.stat().st_size}
+    if actions.is_file():
+        return {**source, "actions": "recorded", "actions_file": str(actions), "actions_bytes": actions.stat().st_size}
+    return {**source, "actions": "idm"}
+
+
 def convert_custom(input_dir: Path, output_dir: Path, pool: ConversionPool, options: ConversionOptions,
                    idm: IDMSetup | None = None) -> Summary:
     """Convert every recording of `input_dir` not yet in `output_dir` (the caller holds output_dir's lock).
@@ -119,9 +141,18 @@ def convert_custom(input_dir: Path, output_dir: Path, pool: ConversionPool, opti
     summary = Summary()
     episodes = list_recordings(input_dir)
     todo = [p for p in episodes if not (output_dir / p.name).is_dir()]
+    made_from_others = []  # an episode of this name exists, made from another recording: kept, and named
+    for recording in sorted(set(episodes) - set(todo)):
+        episode = output_dir / recording.name
+        difference = (recording / VIDEO_FILE).is_file() and recording_difference(episode, recording_source(recording))
+        if difference:
+            made_from_others.append(ConversionOutcome(recording.name, FAIL, existing_episode_line(episode, difference)))
     unlabelled = recordings_without_actions(todo)
-    print(f"{input_dir}: {len(episodes)} recordings, {len(episodes) - len(todo)} already converted, "
+    done = len(episodes) - len(todo) - len(made_from_others)
+    print(f"{input_dir}: {len(episodes)} recordings, {done} already converted, "
           f"{len(todo)} to convert into {output_dir} ({len(unlabelled)} without actions)", flush=True)
+    for outcome in made_from_others:
+        summary.count(outcome)
     if unlabelled and idm.labeller is None:
         names = ", ".join(p.name for p in unlabelled[:5]) + ("..." if len(unlabelled) > 5 else "")
         print(f"FAIL {input_dir}: {len(unlabelled)} recording(s) have {VIDEO_FILE} but no {ACTIONS_FILE} ({names}); "
@@ -135,7 +166,7 @@ def convert_custom(input_dir: Path, output_dir: Path, pool: ConversionPool, opti
         if not video.is_file():
             summary.count(ConversionOutcome(episode_dir.name, FAIL, f"{episode_dir}: no {VIDEO_FILE}"))
             continue
-        source = {"kind": "custom", "video": str(video), "actions": "recorded", "actions_file": str(episode_dir / ACTIONS_FILE)}
+        source = recording_source(episode_dir)
         task = ConversionTask(episode_dir.name, str(video), str(episode_dir / ACTIONS_FILE),
                               str(output_dir / episode_dir.name), source, options)
         futures[pool.submit(task)] = task
@@ -151,7 +182,8 @@ def label_and_convert(recordings: list[Path], output_dir: Path, spec: GoalEncode
                       idm: IDMSetup, summary: Summary) -> None:
     """Label `recordings` with the IDM (batched) and convert each as soon as it is labelled (in this process)."""
     try:
-        goal_encoder, mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, spec.device)
+        goal_encoder, mineclip_info = load_goal_encoder(spec.mineclip_weights, spec.demo_random_mineclip, spec.device,
+                                                        spec.mineclip_sha256)
     except (OSError, ValueError) as e:
         raise MineCLIPLoadError(f"MineCLIP {spec.mineclip_weights}: {e}") from None
     outcomes = idm_labelling.label_and_convert(recordings, output_dir, VIDEO_FILE, idm.labeller, idm.info, goal_encoder,
@@ -168,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
         parser.refuse("--input_dir", input_dir, "is not a directory", "give the folder holding your episode_xxx/ folders")
-    spec = GoalEncoderSpec(args.mineclip_weights, args.demo_random_mineclip, args.device or default_device())
+    spec = goal_encoder_spec(args.mineclip_weights, args.demo_random_mineclip, args.device)
+    options = options_from_args(args)
+    # Episodes made with other settings would be skipped and kept: refused before any work (rerun_check).
+    check_output_directories({"--output_dir": output_dir}, run_provenance(spec, options))
     try:  # a wrong IDM file is a refused setting, before any work
         idm = prepare_idm(args, input_dir, output_dir, spec.device)
     except cli.SettingError as e:
@@ -177,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_dead_writers(output_dir)
         with ConversionPool(args.jobs, spec) as pool:
             try:
-                summary = convert_custom(input_dir, output_dir, pool, options_from_args(args), idm)
+                summary = convert_custom(input_dir, output_dir, pool, options, idm)
             except MineCLIPLoadError as e:
                 print(f"FAIL {e}", flush=True)
                 return 1

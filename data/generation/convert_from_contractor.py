@@ -3,7 +3,8 @@ r"""Step 1: download VPT contractor recordings (mp4 + jsonl) and convert them to
     .venv/bin/python data/generation/convert_from_contractor.py --index 10.x --num_episodes 5 \
         --output_dir data/dataset_contractor --mineclip_weights data/weights/mineclip/attn.pth
 
-Safe to re-run and to run for days: finished episodes are skipped, interrupted downloads resume (HTTP
+Safe to re-run and to run for days: finished episodes are skipped (when made with this run's MineCLIP and
+labelling rules, from the same recording: data/generation/rerun_check.py), interrupted downloads resume (HTTP
 Range), an episode directory appears only when complete, and the download cache of a recording is removed
 once it converted (or failed to: a re-run downloads it again). A download is accepted only when its status,
 length and content fit (an mp4 starts with an ftyp box and its boxes are complete; a jsonl's first line
@@ -42,10 +43,9 @@ from data.generation.conversion_jobs import (
     ConversionOutcome,
     ConversionPool,
     ConversionTask,
-    GoalEncoderSpec,
     MineCLIPLoadError,
     Summary,
-    default_device,
+    goal_encoder_spec,
 )
 from data.generation.conversion_lock import hold_directories, remove_dead_writers
 from data.generation.episode_conversion import (
@@ -53,6 +53,12 @@ from data.generation.episode_conversion import (
     add_conversion_arguments,
     check_mineclip_arguments,
     options_from_args,
+)
+from data.generation.rerun_check import (
+    check_output_directories,
+    existing_episode_line,
+    recording_difference,
+    run_provenance,
 )
 from data.http_download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, DownloadError, download_file
 from data.video_io import mp4_structure_problem
@@ -98,13 +104,39 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--output_dir", default="data/dataset_contractor", help="where episode directories go")
     p.add_argument("--cache_dir", default="data/contractor_cache", help="downloads in progress (removed per recording once converted)")
     add_contractor_arguments(p)
-    add_conversion_arguments(p, min_timesteps=1000)
+    add_conversion_arguments(p)
     return p
 
 
+def skip_settings(options: ConversionOptions) -> dict:
+    """The settings that decide whether a recording is too short (written into its skip marker)."""
+    return {"min_timesteps": options.min_timesteps, "null_filter": options.null_filter,
+            "camera_labels": options.camera_labels}
+
+
+def skipped_with(marker: Path, options: ConversionOptions) -> bool:
+    """Whether a recording was skipped as too short under these settings (a marker exists and matches them).
+
+    Other settings (a lower --min_timesteps, another null filter) can make it long enough: it is tried again.
+    Markers written before settings were recorded in them still count.
+    """
+    try:
+        settings = json.loads(marker.read_text()).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return settings is None or settings == skip_settings(options)
+
+
 def _fetch(recording: Recording, downloads: DownloadSettings) -> tuple[Path, Path]:
-    """Local paths of a recording's video and actions, downloading into the cache when remote."""
+    """Local paths of a recording's video and actions, downloading into the cache when remote.
+
+    A local file that is missing raises OSError with the one line to print (the path, what the index lists, the fix).
+    """
     if recording.is_local:
+        for path in (Path(recording.video), Path(recording.actions)):
+            if not path.is_file():
+                raise OSError(f"{path}: not found (the index lists {recording.relpath}); put the recording there, or fix "
+                              "the index's basedir or relpaths")
         return Path(recording.video), Path(recording.actions)
     target = downloads.cache_dir / recording.name
     limits = {"retries": downloads.retries, "timeout_s": downloads.timeout_s}
@@ -133,10 +165,20 @@ def convert_index(index_spec: str, output_dir: Path, downloads: DownloadSettings
         print(f"REFUSED index entry: {reason}")
     chosen = select_recordings(found, args.num_episodes, args.worker_id, args.num_workers, args.selection_seed)
     skip_dir = output_dir / SKIP_MARKERS
-    todo = [rec for rec in chosen if not (output_dir / rec.name).is_dir()  # complete: episodes appear only whole
-            and (args.retry_skipped or not (skip_dir / f"{rec.name}.json").exists())]
+    todo, made_from_others = [], []
+    for rec in chosen:
+        episode = output_dir / rec.name
+        if episode.is_dir():  # complete (episodes appear only whole): skipped, unless made from another recording
+            difference = recording_difference(episode, {"kind": "contractor", "relpath": rec.relpath})
+            if difference:
+                made_from_others.append(ConversionOutcome(rec.name, FAIL, existing_episode_line(episode, difference)))
+        elif args.retry_skipped or not skipped_with(skip_dir / f"{rec.name}.json", options):
+            todo.append(rec)
+    done = len(chosen) - len(todo) - len(made_from_others)
     print(f"{index.location}: {len(found)} recordings; this worker's share {len(chosen)}, "
-          f"{len(chosen) - len(todo)} already done or skipped, {len(todo)} to convert into {output_dir}", flush=True)
+          f"{done} already done or skipped, {len(todo)} to convert into {output_dir}", flush=True)
+    for outcome in made_from_others:
+        summary.count(outcome)
     if not todo:
         return summary
 
@@ -145,7 +187,8 @@ def convert_index(index_spec: str, output_dir: Path, downloads: DownloadSettings
         bar.update(1)
         if outcome.status == SKIP:
             skip_dir.mkdir(exist_ok=True)
-            (skip_dir / f"{rec.name}.json").write_text(json.dumps({"relpath": rec.relpath, "reason": outcome.message}))
+            (skip_dir / f"{rec.name}.json").write_text(json.dumps({"relpath": rec.relpath, "reason": outcome.message,
+                                                                   "settings": skip_settings(options)}))
         # A failed conversion may come from a bad download (a truncated video): a re-run fetches it anew.
         if not rec.is_local and not downloads.keep_cache:
             shutil.rmtree(downloads.cache_dir / rec.name, ignore_errors=True)
@@ -197,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     options = options_from_args(args)
     output_dir, cache_dir = Path(args.output_dir), Path(args.cache_dir)
     downloads = DownloadSettings(cache_dir, args.download_workers, args.retries, args.download_timeout_s, args.keep_cache)
-    spec = GoalEncoderSpec(args.mineclip_weights, args.demo_random_mineclip, args.device or default_device())
+    spec = goal_encoder_spec(args.mineclip_weights, args.demo_random_mineclip, args.device)
+    check_output_directories({"--output_dir": output_dir}, run_provenance(spec, options))  # before any work
     with hold_directories({"--output_dir": output_dir, "--cache_dir": cache_dir}):
         remove_dead_writers(output_dir)
         with ConversionPool(args.jobs, spec) as pool:

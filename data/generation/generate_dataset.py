@@ -9,9 +9,11 @@ r"""Step 1 in one command (what 1_generate_dataset.sh runs): contractor indexes,
 2. Recordings in --custom_input_dir (when given) are converted into --custom_output_dir
    (data/generation/convert_custom_data.py does only this).
 3. Every dataset written is validated (header counts, checksums, values; no frame decoding).
-Before any work: every setting is checked (one-line refusal, exit status 2), each output directory and
-the cache are locked against a second conversion, and unfinished episodes of killed conversions are
-removed. One pool of --jobs processes (and MineCLIP copies) serves every index and the custom step.
+Before any work: every setting is checked (one-line refusal, exit status 2), and so are the episodes already in
+the output directories: made with another MineCLIP or other labelling rules, they are refused rather than kept
+(data/generation/rerun_check.py); each output directory and the cache are locked against a second conversion,
+and unfinished episodes of killed conversions are removed. One pool of --jobs processes (and MineCLIP copies)
+serves every index and the custom step.
 Exit status: 0 when everything converted or was skipped as too short and every episode validates, 1 when
 anything failed (each failure printed as one line, then the summary).
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from data.episode import find_episode_dirs, is_leftover_dir, validate_episode
 from data.generation.contractor_index import index_spec_problem
-from data.generation.conversion_jobs import ConversionPool, GoalEncoderSpec, MineCLIPLoadError, Summary, default_device
+from data.generation.conversion_jobs import ConversionPool, MineCLIPLoadError, Summary, goal_encoder_spec
 from data.generation.conversion_lock import hold_directories, remove_dead_writers
 from data.generation.convert_custom_data import IDMSetup, add_idm_arguments, convert_custom, prepare_idm
 from data.generation.convert_from_contractor import (
@@ -33,7 +35,13 @@ from data.generation.convert_from_contractor import (
     check_contractor_arguments,
     convert_index,
 )
-from data.generation.episode_conversion import add_conversion_arguments, check_mineclip_arguments, options_from_args
+from data.generation.episode_conversion import (
+    SETTING_NAMES,
+    add_conversion_arguments,
+    check_mineclip_arguments,
+    options_from_args,
+)
+from data.generation.rerun_check import check_output_directories, run_provenance
 from toolkit_utils import cli
 
 PROGRAM = "1_generate_dataset.sh"
@@ -49,10 +57,14 @@ def build_parser() -> cli.ArgumentParser:
                    "basalt-*), index URLs or local index files; empty: none")
     p.add_argument("--output_dir", default="data/dataset_contractor", help="where contractor episodes go")
     p.add_argument("--cache_dir", default="data/contractor_cache", help="downloads in progress (removed per recording once converted)")
-    p.add_argument("--custom_input_dir", default="", help="your own recordings (episode_xxx/video.mp4 + actions.jsonl); empty: none")
+    p.add_argument("--custom_input_dir", default="", help="your own recordings (episode_xxx/video.mp4, with actions.jsonl "
+                   "when recorded; without it the IDM labels the video: --idm_model, --idm_weights); empty: none")
     p.add_argument("--custom_output_dir", default="data/dataset_custom", help="where episodes of your own recordings go")
     add_contractor_arguments(p)
-    add_conversion_arguments(p, min_timesteps=1000)
+    add_conversion_arguments(p)
+    p.add_argument("--setting_names", choices=SETTING_NAMES, default="options", help="how messages name settings: "
+                   "options (--min_timesteps) or script (MIN_TIMESTEPS: 1_generate_dataset.sh passes it, its variables "
+                   "are what the user edits)")
     add_idm_arguments(p)
     return p
 
@@ -108,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if not locks:
         print("Nothing to do: --indexes is empty and no --custom_input_dir is given")
         return 0
-    options = options_from_args(args)
-    spec = GoalEncoderSpec(args.mineclip_weights, args.demo_random_mineclip, args.device or default_device())
+    options = options_from_args(args, args.setting_names)
+    spec = goal_encoder_spec(args.mineclip_weights, args.demo_random_mineclip, args.device)
+    # Episodes made with other settings would be skipped and kept: refused before any work (rerun_check).
+    check_output_directories({k: v for k, v in locks.items() if k != "--cache_dir"}, run_provenance(spec, options))
     downloads = DownloadSettings(cache_dir, args.download_workers, args.retries, args.download_timeout_s, args.keep_cache)
     idm = IDMSetup()
     if custom_input is not None:  # a wrong IDM file is a refused setting, before any work

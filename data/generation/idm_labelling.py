@@ -327,7 +327,8 @@ def label_and_convert(
         if indices is not None and len(result) != len(indices):
             yield Outcome(episode_dir, None, f"{video}: decoded {len(result)} of the {len(indices)} frames to label", failed=True)
             continue
-        source = {"kind": "custom", "video": str(video), "source_fps": fps, "resampled_to_fps": FPS,
+        source = {"kind": "custom", "video": str(video), "video_bytes": video.stat().st_size, "source_fps": fps,
+                  "resampled_to_fps": FPS,
                   "source_frames": n_video, "mineclip": mineclip_info, "actions": "idm", "idm": idm_info}
         try:
             episode, message = convert_recording(video, result.to_actions(), output_dir / episode_dir.name, goal_encoder,

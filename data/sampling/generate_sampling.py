@@ -10,9 +10,10 @@ Whole episodes, shuffled with --split_seed; train and val never share one. A mix
 dataset its --dataset_weights share of the validation and of the training frames (within one episode):
 with --train_frames -1 the largest training set that keeps those shares with the data available. Episodes
 converted with different labelling rules (camera labels, null filter: metadata.json "conversion") are not
-put into one sampling unless --allow_mixed_labels. Deterministic: the same directories, arguments and
---split_seed give the same files on any machine. Existing lists of the same --name are kept: a re-run that
-gives the same lists writes nothing, a different result is refused unless --overwrite.
+put into one sampling unless --allow_mixed_labels; episodes whose goals were embedded with random MineCLIP
+weights (step 1's demo flag) are refused unless --allow_demo_embeddings. Deterministic: the same
+directories, arguments and --split_seed give the same files on any machine. Existing lists of the same --name
+are kept: a re-run that gives the same lists writes nothing, a different result is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -28,15 +29,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.episode import EMBED_START, METADATA_FILE, EpisodeFormatError, detect_layout, find_episode_dirs, is_leftover_dir, validate_episode
-from data.episode.format import LEGACY_LAYOUT
+from data.episode import EMBED_START, find_episode_dirs, is_leftover_dir, validate_episode
+from data.episode.provenance import read_provenance
 from toolkit_utils import cli
 
 PROG = "generate_sampling.py"
 Episode = tuple[str, int]  # (path as written to the sampling file, number of frames)
-# The rules the released steve1.weights' data was made with (the original converter; SPEC section 5).
-ORIGINAL_LABELS = ("truncated", "env")
-UNKNOWN = "unknown"
+Made = tuple[tuple[str, str], bool]  # (labelling rules (camera labels, null filter), demo MineCLIP embeddings)
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -54,6 +53,8 @@ def build_parser() -> cli.ArgumentParser:
     a("--split_seed", type=cli.non_negative_int, default=0, help="seed of the episode shuffle (not the training seed)")
     a("--seed", type=int, default=None, help=argparse.SUPPRESS)  # the old name: refused with the new one
     a("--allow_mixed_labels", action="store_true", help="allow episodes converted with different labelling rules in one sampling")
+    a("--allow_demo_embeddings", action="store_true", help="allow episodes whose goals were embedded with random MineCLIP "
+      "weights (step 1's --demo_random_mineclip): for a pipeline demo only, their goals mean nothing")
     a("--decode_frames", action="store_true", help="also decode every frame while validating (slow, thorough)")
     a("--trust_legacy_pickle", action="store_true", help="accept episodes in the original STEVE-1 pickle layout")
     a("--overwrite", action="store_true", help="replace an existing sampling of this --name that has other lists (default: refuse)")
@@ -118,11 +119,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def list_valid_episodes(dataset_dir: str, min_frames: int, decode_frames: bool, trust_legacy_pickle: bool
-                        ) -> tuple[list[Episode], list[str], dict[str, tuple[str, str]]]:
+                        ) -> tuple[list[Episode], list[str], dict[str, Made]]:
     """Episodes of one dataset directory that validate and are long enough, sorted by name; why others were
-    left out; and the labelling rules of each usable episode."""
+    left out; and how each usable episode was made (labelling rules, demo embeddings)."""
     root = Path(dataset_dir)
-    episodes, rejected, rules = [], [], {}
+    episodes, rejected, made = [], [], {}
     for path in tqdm(find_episode_dirs(root), desc=f"validating {dataset_dir}", unit="episode"):
         if is_leftover_dir(path):
             rejected.append(f"{path}: unfinished episode left by an interrupted conversion (safe to delete when no conversion runs)")
@@ -135,37 +136,34 @@ def list_valid_episodes(dataset_dir: str, min_frames: int, decode_frames: bool, 
         else:
             listed = os.path.join(dataset_dir, path.name)
             episodes.append((listed, result.num_frames))
-            rules[listed] = labelling_rules(path, result.layout)
-    return episodes, rejected, rules
+            made[listed] = how_made(path, result.layout)
+    return episodes, rejected, made
 
 
-def labelling_rules(path: str | os.PathLike, layout: str | None = None) -> tuple[str, str]:
-    """(camera labels, null filter) an episode was converted with, from its metadata.json "conversion".
+def how_made(path: str | os.PathLike, layout: str | None = None) -> Made:
+    """(labelling rules, demo embeddings) of an episode, from its metadata.json (data.episode.provenance).
 
-    camera labels: "truncated" (whole degrees, the original's) or "float"; null filter: "env", "agent" or
-    "none". Episodes written before `camera_labels` existed carry `truncate_camera` (bool); the original
-    STEVE-1 pickle layout was made by the original rules. "unknown" where the metadata does not say.
+    Labelling rules: (camera labels "truncated"/"float", null filter "env"/"agent"/"none"); older metadata's
+    truncate_camera and the original pickle layout (the original rules) are understood; "unknown" where the
+    metadata does not say. Demo embeddings: True only when the metadata says random MineCLIP weights.
     """
-    path = Path(path)
-    try:
-        layout = layout or detect_layout(path)
-    except (EpisodeFormatError, OSError):
-        return UNKNOWN, UNKNOWN
-    if layout == LEGACY_LAYOUT:
-        return ORIGINAL_LABELS
-    try:
-        conversion = json.loads((path / METADATA_FILE).read_text()).get("conversion") or {}
-    except (OSError, ValueError, AttributeError):
-        return UNKNOWN, UNKNOWN
-    camera = conversion.get("camera_labels")
-    if camera is None and isinstance(conversion.get("truncate_camera"), bool):
-        camera = "truncated" if conversion["truncate_camera"] else "float"
-    null_filter = conversion.get("null_filter")
-    return str(camera or UNKNOWN), str(null_filter or UNKNOWN)
+    provenance = read_provenance(path, layout)
+    return (provenance.camera_labels, provenance.null_filter), provenance.mineclip.demo_random_weights is True
 
 
 def describe_rules(rules: tuple[str, str]) -> str:
     return f"camera_labels={rules[0]}, null_filter={rules[1]}"
+
+
+def check_demo_embeddings(chosen: list[str], demo: set[str], dataset_dirs: list[str]) -> None:
+    """Refuse (cli.SettingError) when a chosen episode's goals were embedded with random MineCLIP weights."""
+    found = [path for path in chosen if path in demo]
+    if found:
+        cli.refuse("--dataset_dirs", ",".join(dataset_dirs),
+                   f"{len(found)} of the {len(chosen)} chosen episodes have goal embeddings from random MineCLIP weights "
+                   f"(step 1's demo flag), e.g. {found[0]}: their goals mean nothing to train on",
+                   "convert them again in step 1 with the real attn.pth (MINECLIP_WEIGHTS, not DEMO_RANDOM_MINECLIP), "
+                   "or pass --allow_demo_embeddings (ALLOW_DEMO_EMBEDDINGS=1) for a pipeline demo")
 
 
 def check_labelling_rules(chosen: list[str], rules: dict[str, tuple[str, str]], dataset_dirs: list[str]) -> None:
@@ -250,10 +248,10 @@ def make_sampling(args: argparse.Namespace) -> dict:
     listed_val = read_list(Path(args.output_dir) / f"{args.val_from}_val.txt") if args.val_from else None
     fixed_val = set(listed_val) if listed_val is not None else None
     parts: list[DatasetPart] = []
-    rules: dict[str, tuple[str, str]] = {}
+    made: dict[str, Made] = {}
     for index, (dataset_dir, weight) in enumerate(zip(args.dataset_dirs, args.dataset_weights)):
-        usable, rejected, dataset_rules = list_valid_episodes(dataset_dir, min_frames, args.decode_frames, args.trust_legacy_pickle)
-        rules.update(dataset_rules)
+        usable, rejected, dataset_made = list_valid_episodes(dataset_dir, min_frames, args.decode_frames, args.trust_legacy_pickle)
+        made.update(dataset_made)
         if not usable:
             example = f" (e.g. {rejected[0]})" if rejected else ""
             cli.refuse("--dataset_dirs", dataset_dir, f"has no usable episode of >= {min_frames} frames: "
@@ -284,8 +282,12 @@ def make_sampling(args: argparse.Namespace) -> dict:
         # Exactly as listed (same order: validation samples and their seeded goals depend on it),
         # even episodes from other datasets.
         val = [(path, 0) for path in listed_val]
-        rules.update({path: labelling_rules(path) for path in listed_val if path not in rules})
+        made.update({path: how_made(path) for path in listed_val if path not in made})
     chosen = [path for path, _ in train + val]
+    rules = {path: made[path][0] for path in chosen}
+    demo = {path for path in chosen if made[path][1]}
+    if not args.allow_demo_embeddings:
+        check_demo_embeddings(chosen, demo, args.dataset_dirs)
     if not args.allow_mixed_labels:
         check_labelling_rules(chosen, rules, args.dataset_dirs)
 
@@ -293,6 +295,7 @@ def make_sampling(args: argparse.Namespace) -> dict:
     summary = {
         "name": args.name, "type": args.type, "split_seed": args.split_seed, "T": args.T, "datasets": {},
         "labelling_rules": dict(Counter(describe_rules(rules[path]) for path in chosen)),
+        "demo_embedding_episodes": len(demo),
     }
     for part in parts:
         summary["datasets"][part.directory] = {
@@ -352,6 +355,9 @@ def print_summary(summary: dict) -> None:
     print(f"Total: train {summary['train_episodes']} episodes / {summary['train_frames']:,} frames; "
           f"val {summary['val_episodes']} episodes")
     print("Labelling rules: " + "; ".join(f"{n} episodes {rules}" for rules, n in summary["labelling_rules"].items()))
+    if summary["demo_embedding_episodes"]:
+        print(f"WARNING: {summary['demo_embedding_episodes']} episodes have goal embeddings from random MineCLIP weights "
+              "(--allow_demo_embeddings): a pipeline demo, not data to train an agent on")
 
 
 def main(argv: list[str] | None = None) -> int:
