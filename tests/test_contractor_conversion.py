@@ -172,13 +172,18 @@ def test_too_short_recordings_are_skipped_once_and_remembered(tmp_path, recordin
     assert validate_episode(tmp_path / "out" / "rec1").ok
 
 
+def _conversion_command(tmp_path: Path, index: Path, out: Path, jobs: int) -> list[str]:
+    """convert_from_contractor.py on a local index with the demo MineCLIP on the CPU, as a subprocess command."""
+    return [sys.executable, str(REPO_ROOT / "data/generation/convert_from_contractor.py"), "--index", str(index),
+            "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--num_episodes", "-1",
+            "--demo_random_mineclip", "--min_timesteps", "20", "--device", "cpu", "--mineclip_batch_size", "1",
+            "--jobs", str(jobs)]
+
+
 def test_sigkill_mid_conversion_a_second_conversion_is_refused_and_a_rerun_cleans_up(tmp_path, recordings_dir, capsys):
     index = _local_index(tmp_path, recordings_dir, ["rec2"])
     out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO_ROOT / "data/generation/convert_from_contractor.py"), "--index", str(index),
-           "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--num_episodes", "-1",
-           "--demo_random_mineclip", "--min_timesteps", "20", "--device", "cpu", "--mineclip_batch_size", "1",
-           "--jobs", "1"]
+    cmd = _conversion_command(tmp_path, index, out, jobs=1)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     deadline = time.time() + 60
     while time.time() < deadline and not any(out.glob(".rec2.tmp-*/frames.mp4")):
@@ -250,10 +255,7 @@ def test_sigkill_of_the_parent_ends_its_conversion_processes(tmp_path, recording
     """kill -9 of a --jobs 2 conversion: its pool processes end within seconds instead of writing on unlocked."""
     index = _local_index(tmp_path, recordings_dir, ["rec0", "rec1"])
     out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO_ROOT / "data/generation/convert_from_contractor.py"), "--index", str(index),
-           "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache"), "--num_episodes", "-1",
-           "--demo_random_mineclip", "--min_timesteps", "20", "--device", "cpu", "--mineclip_batch_size", "1",
-           "--jobs", "2"]
+    cmd = _conversion_command(tmp_path, index, out, jobs=2)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     try:
         deadline = time.time() + 120
