@@ -34,6 +34,7 @@ from data.minecraft_dataset import MinecraftDataset, SkippingBadSamples, read_sa
 from data.sample_order import ShardedEpochSampler
 from embed_conditioned_policy import GOAL_LAYER_KEYS, SteveAgentPolicy
 from toolkit_utils import cli
+from toolkit_utils.progress import progress_bar
 from training.checkpointing import (
     TENSORBOARD_DIR,
     CheckpointManager,
@@ -277,8 +278,8 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         # ---- The loop: one optimizer step at a time until the budget (or --max_steps).
         model.train()
         interval = TrainingMetrics(progress.frames)
-        bar = tqdm(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main,
+                           dynamic_ncols=True)
         save_due = False
         while progress.step < start.stop_step:
             lr = learning_rate_at(progress.frames + frames_per_step - frames_per_window, args.learning_rate,
