@@ -36,7 +36,7 @@ TAGS = {"loss/train", "loss/val", "loss/val_uncond", "learning_rate", "grad_l2_n
 
 def test_loss_falls_and_files_logs_and_exports_appear(sampling, tmp_path):
     assert train.main(train_argv(sampling, tmp_path, n_frames=512, learning_rate=1e-2, warmup_frames=128, val_freq=8,
-                                 val_freq_begin=8, val_freq_switch_steps=0, snapshot_every_n_frames=256)) == 0
+                                 val_freq_begin=8, val_freq_switch_steps=0, snapshot_every_n_frames=256, freeze="")) == 0
     tensorboard = tmp_path / "ckpt" / "logs"
     val = scalars(tensorboard, "loss/val")
     assert [step for step, _ in val] == [0, 8, 16]  # the start, every 8 steps (16 x 32 frames = 512: the end)
@@ -49,6 +49,7 @@ def test_loss_falls_and_files_logs_and_exports_appear(sampling, tmp_path):
     log = text_log(tmp_path)
     assert "Metrics for step 2:" in log and "\tgrad_l2_norm: " in log and "New best validation loss" in log
     assert "run started on" in log and "settings hash" in log and "run ended: finished at step 16" in log
+    assert " --freeze ''" in log  # the command as typed: an empty value stays visible (FREEZE="" in the template)
     # exports: plain state dicts that load strictly into a fresh policy
     snapshots = sorted(p.name for p in (tmp_path / "weights").glob("toy_snapshot_*.weights"))
     assert set(snapshots) == {f"toy_snapshot_{frames_label(n)}.weights" for n in (256, 512)}

@@ -1,7 +1,10 @@
-"""Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step."""
+"""Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step,
+and the benchmark's reading of train.py's output."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
 
 import pytest
@@ -12,7 +15,9 @@ from data.sample_order import ShardedEpochSampler
 from training.bc_loss import bc_window_loss, split_windows, window_nll
 from training.checkpointing import frames_label
 from training.lr_schedule import learning_rate_at
+from training.metrics import PEAK_MEMORY_TAG, metrics_block_text
 from training.optim import apply_freeze, make_optimizer, trainable_summary
+from training_helpers import REPO_ROOT
 from vpt_model.policy import detach_state
 
 
@@ -198,3 +203,15 @@ def test_window_loss_is_sum_over_time_mean_over_batch(tiny_policy):
 
 def test_snapshot_labels():
     assert [frames_label(x) for x in (5_000_000, 2_500_000, 20_000, 512)] == ["5M", "2.5M", "20K", "512"]
+
+
+def test_the_train_loop_benchmark_reads_peak_memory_from_train_pys_metrics_block(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    bench = importlib.import_module("bench_train_loop")
+    lines = []
+    for step, peak in ((1, 12.5), (2, 13.0), (3, 13.25)):  # the block train.py prints (MetricsLogger.metrics_block)
+        block = metrics_block_text(step, {"loss/train": 100.0, PEAK_MEMORY_TAG: peak, "processed_frames": step * 1024})
+        lines += [(float(step), line) for line in block.splitlines()]
+    args = argparse.Namespace(batch_size=8, trunc_t=64, gradient_accumulation_steps=2, skip_steps=0)
+    summary = bench.summarise(lines, args)
+    assert summary["steps_logged"] == 3 and summary["peak_gib"] == 13.25
