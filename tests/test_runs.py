@@ -201,12 +201,16 @@ def test_too_many_bad_samples_stop_the_run_with_a_clear_line(broken_sampling, tm
     assert not list((tmp_path / "ckpt").glob("ckpt_*.pt"))
 
 
-def test_train_and_evaluate_offline_compute_the_same_validation_loss(sampling, finished, capsys):
+def test_train_and_evaluate_offline_compute_the_same_validation_loss(sampling, finished, capsys, tmp_path):
     # The finished run validated its final weights (= _latest) at step 3; evaluate_offline on them must agree.
     capsys.readouterr()
     assert evaluate_offline.main(["--in_model", "tiny", "--weights", str(finished / "weights" / "toy_latest.weights"),
                                   "--sampling", "toy", "--sampling_dir", str(sampling), "--T", "32", "--trunc_t", "8",
-                                  "--val_every_nth", "2", "--batch_size", "2", "--cpu"]) == 0
+                                  "--val_every_nth", "2", "--batch_size", "2", "--cpu", "--plot_dir",
+                                  str(tmp_path / "plots")]) == 0
+    # --plot_dir alone (no --tensorboard_dir): the evaluated weights are drawn, there are no curves to draw
+    assert (tmp_path / "plots" / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plots" / "training_curves.png").exists()
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(str(finished)))
     loss, loss_uncond = (float(x) for x in row.split()[1:3])
     tensorboard = finished / "ckpt" / "logs"

@@ -92,6 +92,9 @@ EVALUATE_ROWS = {
     "zero every_nth": (["--val_every_nth", "0"], ["argument --val_every_nth: 0 is out of range: must be >= 1"]),
     "weights of another model": (["--weights", "{inputs}/mismatched.weights"], ["missing keys (1)", "use weights of the --in_model"]),
     "missing TensorBoard folder": (["--tensorboard_dir", "{inputs}/nowhere"], ["--tensorboard_dir ", "nowhere: not found"]),
+    "plot folder inside a file": (["--plot_dir", "{inputs}/tiny.weights/plots"],
+                                  ["--plot_dir ", "/tiny.weights is a file, not a folder; choose a folder you can write"]),
+    "plot folder under /proc": (["--plot_dir", "/proc/steve1_test_plots"], ["--plot_dir /proc/steve1_test_plots: cannot be written ("]),
 }
 
 

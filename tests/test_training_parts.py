@@ -1,5 +1,5 @@
 """Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step,
-and the benchmark's reading of train.py's output."""
+the training curves' drawing and the benchmark's reading of train.py's output."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from conftest import random_obs
 from data.sample_order import ShardedEpochSampler
 from training.bc_loss import bc_window_loss, split_windows, window_nll
 from training.checkpointing import frames_label
+from training.evaluate_offline import draw_loss_curves
 from training.lr_schedule import learning_rate_at
 from training.metrics import PEAK_MEMORY_TAG, metrics_block_text
 from training.optim import apply_freeze, make_optimizer, trainable_summary
@@ -203,6 +204,25 @@ def test_window_loss_is_sum_over_time_mean_over_batch(tiny_policy):
 
 def test_snapshot_labels():
     assert [frames_label(x) for x in (5_000_000, 2_500_000, 20_000, 512)] == ["5M", "2.5M", "20K", "512"]
+
+
+def test_single_points_of_a_curve_are_drawn_as_markers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    series = {"loss/train": [(2, 100.0)], "loss/val": [(0, 110.0)], "loss/val_uncond": [(0, 111.0)]}
+    lines = draw_loss_curves(ax, series)
+    plt.close(fig)
+    # a line through one point draws nothing: each series needs a visible marker
+    assert [line.get_label() for line in lines] == list(series)
+    assert all(line.get_marker() not in (None, "None", "", " ") and line.get_markersize() > 0 for line in lines)
+    fig, ax = plt.subplots()
+    long_run = draw_loss_curves(ax, {"loss/train": [(step, 1.0) for step in range(1000)]})  # a line, no dots
+    plt.close(fig)
+    assert long_run[0].get_marker() in (None, "None", "")
 
 
 def test_the_train_loop_benchmark_reads_peak_memory_from_train_pys_metrics_block(monkeypatch):
