@@ -1,5 +1,5 @@
 """Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step,
-the training curves' drawing and the benchmark's reading of train.py's output."""
+the DataLoader worker cap, the training curves' drawing and the benchmark's reading of train.py's output."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from conftest import random_obs
 from data.sample_order import ShardedEpochSampler
+from training import device
 from training.bc_loss import bc_window_loss, split_windows, window_nll
 from training.checkpointing import frames_label
 from training.evaluate_offline import draw_loss_curves
@@ -204,6 +205,15 @@ def test_window_loss_is_sum_over_time_mean_over_batch(tiny_policy):
 
 def test_snapshot_labels():
     assert [frames_label(x) for x in (5_000_000, 2_500_000, 20_000, 512)] == ["5M", "2.5M", "20K", "512"]
+
+
+def test_dataloader_workers_are_capped_at_the_usable_cores(monkeypatch):
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    assert device.capped_workers(2) == (2, None) and device.capped_workers(0) == (0, None)
+    workers, note = device.capped_workers(4)
+    assert workers == 2
+    assert note == ("--num_workers 4 is more than the 2 CPU cores this process may use: using 2 DataLoader workers "
+                    "(more would only compete for the cores)")
 
 
 def test_single_points_of_a_curve_are_drawn_as_markers():
