@@ -10,7 +10,8 @@ set -euo pipefail
 
 # Sampling from step 2 (data/samplings/${SAMPLING_NAME}_train.txt and _val.txt)
 SAMPLING_NAME=${SAMPLING_NAME:-finetune}
-# Exported weights: <OUT_WEIGHTS>_latest.weights, _best.weights (+ _best.json), _snapshot_<N>M.weights
+# Exported weights: <OUT_WEIGHTS>_latest.weights, _best.weights (+ _best.json), _snapshot_<N>M.weights, and _owner.json
+# naming the CHECKPOINT_DIR whose run writes them (a run with another CHECKPOINT_DIR is refused: one OUT_WEIGHTS per run)
 OUT_WEIGHTS=${OUT_WEIGHTS:-data/weights/steve1/my_task.weights}
 # Architecture (.model file) and the weights to start from
 IN_MODEL=${IN_MODEL:-data/weights/vpt/2x.model}

@@ -59,7 +59,7 @@ from training.optimizer_step import BCStepper, StepResult
 from training.performance import speed_up_training
 from training.run_identity import changed_settings, identity_hash, run_identity
 from training.run_lock import RunLock
-from training.run_start import finished_message, plan_start, prepare_folder, take_lock
+from training.run_start import RunStart, finished_message, plan_start, prepare_folder, take_lock
 from training.validation import validate_and_keep_best
 from vpt_model.config import PolicyConfig
 from vpt_model.model_files import load_policy_weights
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # model and files
     a("--in_model", default="data/weights/vpt/2x.model", help="VPT .model file (architecture) or a preset: 2x, 1x, 3x, tiny")
     a("--in_weights", default=None, help="weights to start from (steve1.weights to fine-tune, rl-from-foundation-2x.weights to train from VPT; its missing goal layer is initialised fresh); none: a fresh initialisation")
-    a("--out_weights", default="data/weights/steve1/finetuned.weights", help="base name of the exported weights: <out>_latest/_best/_snapshot_<N>.weights")
+    a("--out_weights", default="data/weights/steve1/finetuned.weights", help="base name of the exported weights: <out>_latest/_best/_snapshot_<N>.weights; <out>_owner.json names the --checkpoint_dir whose run writes them (another folder's run is refused)")
     a("--checkpoint_dir", default=None, help=f"this run's folder: resumable checkpoints, TensorBoard logs (<dir>/logs), the run lock (default: {DEFAULT_CHECKPOINT_ROOT}/<--out_weights name without .weights>)")
     a("--fresh", action="store_true", help="start over: everything of the run in --checkpoint_dir (checkpoints, TensorBoard logs, exported weights) moves to <checkpoint_dir>/previous_<time>/ (exported weights that another folder's run owns are still refused)")
     a("--check_only", action="store_true", help="check every setting, the files and the checkpoint folder, then exit (0: the run can start or is finished; 2: one line saying what to fix); writes nothing (the output folders are test-written and left as they were). The number of processes is read from WORLD_SIZE")
@@ -251,7 +251,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     frames_per_step = frames_per_window * args.gradient_accumulation_steps
     total_steps = math.ceil(args.n_frames / frames_per_step)
     identity = run_identity(args, world, architecture)
-    start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps)
+    start = plan_start(args.checkpoint_dir, args.out_weights, identity, args.fresh, total_steps, args.max_steps)
     if args.check_only:
         return 0
     if start.finished:
@@ -265,9 +265,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     is_main = accelerator.is_main_process
     lock, folder_notes = RunLock(args.checkpoint_dir), []
     if is_main:
-        folder_notes = take_lock(lock, args.checkpoint_dir)
-        start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps, check_lock=False)
-        folder_notes += prepare_folder(start, args.checkpoint_dir, args.out_weights)  # under the lock
+        start, folder_notes = claim_folder(lock, args, identity, total_steps)
     accelerator.wait_for_everyone()
     checkpoint_dir = Path(args.checkpoint_dir)
     config = {**vars(args), "processes": world, "device": str(accelerator.device), "mixed_precision": precision,
@@ -360,6 +358,23 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     finally:
         log.close()
         lock.release()
+
+
+def claim_folder(lock: RunLock, args: argparse.Namespace, identity: dict, total_steps: int) -> tuple[RunStart, list[str]]:
+    """Main process: take the run lock, decide again under it, tidy the folder and claim the exports.
+
+    Returns where to start and log lines about the folder. A refusal here (another run got in between the
+    checks and the lock) releases the lock before the one-line refusal ends the program.
+    """
+    notes = take_lock(lock, args.checkpoint_dir)
+    try:
+        start = plan_start(args.checkpoint_dir, args.out_weights, identity, args.fresh, total_steps, args.max_steps,
+                           check_lock=False)
+        notes += prepare_folder(start, args.checkpoint_dir, args.out_weights, identity_hash(identity))
+    except cli.SettingError:
+        lock.release()
+        raise
+    return start, notes
 
 
 def stop(log: MetricsLogger, bar: tqdm, message: str) -> int:
