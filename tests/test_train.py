@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,28 @@ def test_kill_during_checkpoint_write_resumes_bit_exactly(sampling, uninterrupte
     assert_weights_identical(uninterrupted, run / "weights" / "toy_latest.weights")
     assert not list(ckpt.glob(".*.tmp"))  # temporary files of the dead writer were removed at the start
     assert (ckpt / "unreadable" / torn.name).is_file()  # the torn one moved aside, not deleted
+
+
+def test_sigterm_ends_the_run_with_a_log_line_and_status_143_and_it_resumes_bit_exactly(sampling, uninterrupted, tmp_path):
+    run = tmp_path / "terminated"
+    argv = train_argv(sampling, run, max_steps=8, save_freq=2)
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "training" / "train.py"), *argv], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((run / "ckpt").glob("ckpt_*.pt")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in out + err
+    ended = [line for line in text_log(run).splitlines() if " run ended" in line]
+    assert len(ended) == 1 and re.search(r"run ended: SIGTERM \(terminated\) at step \d: stopped without saving; the same "
+                                         r"command resumes from \S+ckpt_step\d{9}\.pt$", ended[0]), ended
+    assert ended[0] in out  # on the console too
+    assert (run / "ckpt" / "run.lock").read_text() == ""  # released
+    assert train.main(argv) == 0
+    assert_weights_identical(uninterrupted, run / "weights" / "toy_latest.weights")
 
 
 def test_gradient_accumulation_steps_count_optimizer_steps(sampling, tmp_path):

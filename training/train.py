@@ -6,7 +6,9 @@
 One command is one run, kept in --checkpoint_dir: the same command again resumes where it stopped (model,
 optimizer, LR position, data position, RNG, best validation loss) or, when the run is finished, says so and
 writes nothing. A folder that holds another run or that another live process uses is refused before any
-work, and so is every setting that cannot work (README: "Starting, resuming, re-running").
+work, and so is every setting that cannot work (README: "Starting, resuming, re-running"). Ctrl-C and
+SIGTERM end a run without saving, with a "run ended" line in the log (exit status 130 / 143); the same
+command resumes from the last checkpoint, as after kill -9.
 Frequencies (--log_freq, --val_freq, --save_freq, --max_steps) count optimizer steps; one optimizer step
 is trunc_t x batch_size x processes x gradient_accumulation_steps frames.
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -273,6 +277,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     resumed_at = start.resume.progress.step if start.resume else None
     log = MetricsLogger(checkpoint_dir / TENSORBOARD_DIR, daily_log_path(args.log_dir), enabled=is_main,
                         purge_step=None if resumed_at is None else resumed_at + 1)
+    previous_handlers, progress = stop_on_signals(), None
     try:
         log.run_started(command, identity_hash(identity))
         for note in [*folder_notes, precision_note, workers_note]:
@@ -352,10 +357,20 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                       else f"stopped at --max_steps {progress.step}")
         accelerator.end_training()
         return 0
+    except (KeyboardInterrupt, Terminated) as error:  # Ctrl-C or SIGTERM: like kill -9, minus the silence
+        signal_number = error.signal_number if isinstance(error, Terminated) else signal.SIGINT
+        name = signal.Signals(signal_number).name
+        newest = CheckpointManager(checkpoint_dir).checkpoints()
+        resume = f"the same command resumes from {newest[-1]}" if newest else "no checkpoint yet: the same command starts over"
+        log.run_ended(f"{name} ({'Ctrl-C' if name == 'SIGINT' else 'terminated'}) at step {progress.step if progress else 0}: "
+                      f"stopped without saving; {resume}")
+        return 128 + signal_number  # the shell's status for a process ended by that signal
     except BaseException as error:
         log.run_failed(error)
         raise
     finally:
+        for signal_number, handler in previous_handlers.items():
+            signal.signal(signal_number, handler)
         log.close()
         lock.release()
 
@@ -375,6 +390,35 @@ def claim_folder(lock: RunLock, args: argparse.Namespace, identity: dict, total_
         lock.release()
         raise
     return start, notes
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt: no `except Exception` swallows it)."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+def stop_on_signals() -> dict[int, object]:
+    """Make SIGTERM raise Terminated in this process, so the run logs how it ended; returns the handlers it replaced.
+
+    Only in the process that installed it: forked DataLoader workers inherit the handler and must still die
+    quietly when the loader shuts them down. A second SIGTERM while the first is handled kills at once
+    (the default), which leaves what kill -9 leaves: a run that resumes from its last checkpoint.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # Python delivers signals to the main thread only (a caller that runs train() in a thread)
+    owner = os.getpid()
+
+    def handle(signal_number: int, frame: object) -> None:
+        signal.signal(signal_number, signal.SIG_DFL)
+        if os.getpid() != owner:
+            os.kill(os.getpid(), signal_number)
+            return
+        raise Terminated(signal_number)
+
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, handle)}
 
 
 def stop(log: MetricsLogger, bar: tqdm, message: str) -> int:
