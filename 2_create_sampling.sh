@@ -20,7 +20,8 @@ NAME=${NAME:-finetune}
 OUTPUT_DIR=${OUTPUT_DIR:-data/samplings}
 # Dataset directories from step 1 (comma-separated; mixed: e.g. data/dataset_contractor,data/dataset_custom)
 DATASET_DIRS=${DATASET_DIRS:-data/dataset_contractor}
-# mixed only: share of the frames per dataset (e.g. 0.8,0.2 keeps 20% old data against forgetting)
+# mixed only: share of the frames per dataset (e.g. 0.8,0.2 keeps 20% old data against forgetting); relative shares,
+# normalised to sum 1 (4,1 is 0.8,0.2), the summary prints each dataset's weight
 DATASET_WEIGHTS=${DATASET_WEIGHTS:-}
 # Frames held out for validation (whole episodes)
 VAL_FRAMES=${VAL_FRAMES:-20000}

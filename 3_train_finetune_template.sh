@@ -12,14 +12,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/toolkit_utils/switches.sh"
 
 # Sampling from step 2 (data/samplings/${SAMPLING_NAME}_train.txt and _val.txt)
 SAMPLING_NAME=${SAMPLING_NAME:-finetune}
-# Exported weights: <OUT_WEIGHTS>_latest.weights, _best.weights (+ _best.json), _snapshot_<N>M.weights
+# Exported weights: <OUT_WEIGHTS>_latest.weights, _best.weights (+ _best.json), _snapshot_<N>M.weights, and _owner.json
+# naming the CHECKPOINT_DIR whose run writes them (a run with another CHECKPOINT_DIR is refused: one OUT_WEIGHTS per run)
 OUT_WEIGHTS=${OUT_WEIGHTS:-data/weights/steve1/my_task.weights}
 # Architecture (.model file) and the weights to start from
 IN_MODEL=${IN_MODEL:-data/weights/vpt/2x.model}
 IN_WEIGHTS=${IN_WEIGHTS:-data/weights/steve1/steve1.weights}
 # Peak learning rate (after warmup), then cosine to 0 at 1.1 x TOTAL_FRAMES
 LEARNING_RATE=${LEARNING_RATE:-1e-5}
-# Frames to train on (the run stops at the optimizer step that reaches them), and frames of linear warmup
+# Frames to train on (the run stops at the optimizer step that reaches them), and frames of linear warmup (<= TOTAL_FRAMES)
 TOTAL_FRAMES=${TOTAL_FRAMES:-10_000_000}
 WARMUP_FRAMES=${WARMUP_FRAMES:-1_000_000}
 # Samples per GPU per forward; windows accumulated per optimizer step
@@ -58,14 +59,16 @@ SAMPLING_DIR=${SAMPLING_DIR:-data/samplings}
 LOG_DIR=${LOG_DIR:-logs/training}
 # This run's folder (checkpoints, TensorBoard logs, lock); empty: data/finetuning_checkpoint/<OUT_WEIGHTS name>
 CHECKPOINT_DIR=${CHECKPOINT_DIR:-}
-# DataLoader workers per GPU, GPUs on this machine, training seed (data order, goals, initialisation)
+# DataLoader workers per GPU (capped at the CPU cores, the log says so), GPUs on this machine (more processes than GPUs
+# are refused), training seed (data order, goals, initialisation)
 NUM_WORKERS=${NUM_WORKERS:-4}
 NUM_PROCESSES=${NUM_PROCESSES:-1}
 SEED=${SEED:-42}
 # bf16 or no (fp32); auto: bf16 on a GPU, fp32 on a CPU
 MIXED_PRECISION=${MIXED_PRECISION:-auto}
 # torch.compile each CNN stack and transformer block: yes, no; auto: yes on a GPU (1.9x the frames/s of eager on an
-# H200; the first launch compiles for ~1 min, later launches start from the compile cache in ~20 s)
+# H200; the first launch compiles for ~1 min, later launches start from the compile cache in ~20 s); yes without a GPU
+# is refused
 COMPILE=${COMPILE:-auto}
 # On/off (1/true/yes on; 0/false/no/empty off): memory mode, for smaller GPUs: recompute the first CNN stack during
 # backward (batch 12 x 64 frames in 13.3 GiB instead of 23.4 GiB on an H200, at 74% of the speed)

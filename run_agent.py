@@ -43,6 +43,7 @@ from rollout.minerl_env import ENV_DESCRIPTION, make_minerl_env, minerl_missing
 from rollout.run_record import read_record, record_path, settings_differences, write_record
 from toolkit_utils import cli
 from toolkit_utils.file_hashes import file_fingerprint
+from toolkit_utils.progress import progress_bar
 
 PROGRAM = "run_agent.py"
 SIDE_BY_SIDE_DIR = "side_by_side"
@@ -292,7 +293,7 @@ def run_rollouts(args: Any, todo: list[Rollout], agents: list, goals: dict, make
 
     holder = EnvHolder(make_env)
     try:
-        for rollout in tqdm(todo, desc="rollouts", unit="video"):
+        for rollout in progress_bar(todo, desc="rollouts", unit="video"):
             prompt, seed = rollout.prompt, rollout.seed
             rollout.video.parent.mkdir(parents=True, exist_ok=True)
             result = run_episode(

@@ -8,7 +8,7 @@ and embeddings; several processes) and a sampling, then runs train.py twice at t
 bf16): a cold launch (empty compile cache, unless --keep_cache) for --max_steps steps, then a warm launch
 of a few steps that finds the compile cache the first one filled. Each launch is one JSON line:
   frames_per_s        frames over wall time between the first logged step after --skip_steps and the last
-  peak_gib            train.py's peak_memory_gib at the last step
+  peak_gib            train.py's memory/peak_gib (its console block) at the last logged step
   first_step_s        seconds from launch to the first optimizer step's log line (imports, model, data
                       workers, the starting validation and compilation included); validation_s says how
                       much of it was the starting validation
@@ -37,9 +37,12 @@ from pathlib import Path
 from bench_loader import episode_content  # same directory: generated frames, actions and embeddings
 from data.episode import EpisodeWriter
 from toolkit_utils import cli
+from training.metrics import PEAK_MEMORY_TAG
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES_PER_STEP_KEY = "frames_per_optimizer_step"
+# train.py's console block line '\tmemory/peak_gib: 13.3' (training/metrics.py: metrics_block_text)
+PEAK_MEMORY_LINE = re.compile(rf"^\s*{re.escape(PEAK_MEMORY_TAG)}: ([-+\d.eE]+|nan|inf)\s*$")
 
 
 def parse_args() -> argparse.Namespace:
@@ -126,6 +129,7 @@ def launch(args: argparse.Namespace, samplings: Path, name: str, max_steps: int)
 
 
 def summarise(lines: list[tuple[float, str]], args: argparse.Namespace) -> dict:
+    """The JSON line of one launch from train.py's time-stamped output lines (the module docstring lists its keys)."""
     step_times: dict[int, float] = {}
     peak = None
     validation_start = validation_end = None
@@ -135,7 +139,7 @@ def summarise(lines: list[tuple[float, str]], args: argparse.Namespace) -> dict:
         if (m := re.search(r"Metrics for step (\d+):", line)) is not None:
             current = int(m.group(1))
             step_times[current] = t
-        if current is not None and (m := re.search(r"peak_memory_gib: ([\d.]+)", line)) is not None:
+        if current is not None and (m := PEAK_MEMORY_LINE.match(line)) is not None:
             peak = float(m.group(1))
         if "Data:" in line and validation_start is None:
             validation_start = t  # the starting validation follows the data line (then model setup is done)
@@ -155,9 +159,10 @@ def summarise(lines: list[tuple[float, str]], args: argparse.Namespace) -> dict:
         span = step_times[timed[-1]] - step_times[timed[0]]
         result["frames_per_s"] = round((timed[-1] - timed[0]) * frames_per_step / span, 1)
         gaps = [step_times[b] - step_times[a] for a, b in zip(steps[1:], steps[2:])]
-        median = statistics.median(gaps)
-        result["median_step_s"] = round(median, 3)
-        result["slow_steps"] = [b for (a, b), g in zip(zip(steps[1:], steps[2:]), gaps) if g > 3 * median]
+        if gaps:  # two logged steps give one timed span but no gap after the first step
+            median = statistics.median(gaps)
+            result["median_step_s"] = round(median, 3)
+            result["slow_steps"] = [b for (a, b), g in zip(zip(steps[1:], steps[2:]), gaps) if g > 3 * median]
     return result
 
 

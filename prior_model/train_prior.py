@@ -25,7 +25,6 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from prior_model.prior import GoalPrior, PriorConfig, load_prior, save_prior
 from prior_model.prior_dataset import (
@@ -38,6 +37,7 @@ from prior_model.prior_dataset import (
     split_indices,
 )
 from toolkit_utils import cli
+from toolkit_utils.progress import progress_bar
 from toolkit_utils.state_dicts import StateDictMismatchError
 from training.metrics import MetricsLogger, hparams_markdown
 
@@ -253,7 +253,7 @@ def _train_epochs(args: argparse.Namespace, model: GoalPrior, optimizer: torch.o
     for epoch in range(args.n_epochs):
         perm = torch.randperm(len(train_text), generator=shuffle_gen).to(train_text.device)
         epoch_losses = []
-        for start in tqdm(range(0, len(perm), args.batch_size), desc=f"Epoch {epoch}", leave=False):
+        for start in progress_bar(range(0, len(perm), args.batch_size), desc=f"Epoch {epoch}", leave=False):
             idx = perm[start:start + args.batch_size]
             loss, recon, kl = model.loss(train_visual[idx], train_text[idx], args.beta)
             if not torch.isfinite(loss):

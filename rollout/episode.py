@@ -26,6 +26,7 @@ from data.video_io import VideoWriter
 from rollout.captions import overlay_caption
 from rollout.minerl_env import GymEnv, check_minerl_action
 from rollout.programmatic_metrics import ProgrammaticMetrics, has_programmatic_observations
+from toolkit_utils.progress import progress_bar
 
 VIDEO_FPS = 20  # MineRL runs at 20 steps per second
 
@@ -102,7 +103,7 @@ def _attempt(holder: EnvHolder, agent: Any, goal: np.ndarray, cond_scale: float,
     metrics = ProgrammaticMetrics(obs) if has_programmatic_observations(obs) else None
     ended, steps, frame_size = "max_steps", 0, None
     with VideoWriter(partial_path, fps=VIDEO_FPS) as video:  # deleted if anything below raises
-        for step in tqdm(range(1, max_steps + 1), desc=desc, unit="step", leave=False):
+        for step in progress_bar(range(1, max_steps + 1), desc=desc, unit="step", leave=False):
             action = agent.get_action(obs, goal)
             check_minerl_action(action)
             obs, _, done, _ = _env_call(attempt, step, "step", env.step, action)

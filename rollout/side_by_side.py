@@ -19,11 +19,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from data.video_io import VideoError, VideoReader, VideoWriter
 from rollout.captions import caption_band
 from toolkit_utils import cli
+from toolkit_utils.progress import progress_bar
 
 READ_CHUNK_FRAMES = 64
 
@@ -59,7 +59,7 @@ def render_side_by_side(videos: list[str | os.PathLike], labels: list[str], outp
         starts = [0] * len(readers)
         last: list[np.ndarray | None] = [None] * len(readers)
         with VideoWriter(partial, fps=round(readers[0].fps)) as writer:
-            for t in tqdm(range(total), desc=output.name, unit="frame", disable=not progress):
+            for t in progress_bar(range(total), desc=output.name, unit="frame", disable=not progress):
                 tiles, bands = [], []
                 for i, reader in enumerate(readers):
                     ended = t >= reader.num_frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,7 +109,7 @@ def test_fresh_moves_everything_of_the_previous_run_aside(sampling, tmp_path):
     previous = [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("previous_")]
     assert len(previous) == 1
     moved = sorted(str(p.relative_to(previous[0])) for p in previous[0].rglob("*") if p.is_file())
-    assert {"ckpt_step000000002.pt", "toy_latest.weights", "toy_best.weights", "toy_best.json",
+    assert {"ckpt_step000000002.pt", "toy_latest.weights", "toy_best.weights", "toy_best.json", "toy_owner.json",
             "toy_snapshot_32.weights", "toy_snapshot_64.weights"} <= set(moved)
     assert any(name.startswith("logs/events.out.tfevents") for name in moved)
     # nothing was lost: every file of the first run is there, byte for byte
@@ -123,6 +124,50 @@ def test_fresh_moves_everything_of_the_previous_run_aside(sampling, tmp_path):
     # the new run's TensorBoard holds the new run only: one step-0 validation, steps up to 2
     assert [step for step, _ in scalars(tmp_path / "ckpt" / "logs", "loss/val")] == [0, 2]
     assert not list((tmp_path / "weights").glob("toy_snapshot_*"))
+
+
+def test_exported_weights_of_another_folders_run_are_refused_and_never_overwritten(sampling, tmp_path, capsys):
+    weights_dir = tmp_path / "weights"
+    first = tmp_path / "first"
+    assert train.main(train_argv(sampling, first, max_steps=2, out_weights=str(weights_dir / "toy.weights"))) == 0
+    capsys.readouterr()
+    owner = json.loads((weights_dir / "toy_owner.json").read_text())
+    assert owner["checkpoint_dir"] == str((first / "ckpt").resolve())
+    before = tree_state(tmp_path)
+    second = train_argv(sampling, tmp_path / "second", max_steps=2, out_weights=str(weights_dir / "toy.weights"))
+    for extra in ([], ["--fresh"], ["--check_only"]):  # --fresh would move the first run's files: refused too
+        err = refusal(capsys, second + extra)
+        assert err == (f"training/train.py: --out_weights {weights_dir / 'toy.weights'}: its exported files "
+                       "(toy_latest.weights, toy_best.weights, toy_best.json, toy_owner.json) belong to the run in "
+                       f"CHECKPOINT_DIR {first / 'ckpt'}; choose another --out_weights (OUT_WEIGHTS in the scripts), or "
+                       f"continue that run with --checkpoint_dir {first / 'ckpt'} (CHECKPOINT_DIR in the scripts)"), extra
+        assert tree_state(tmp_path) == before
+    # the owner's folder deleted by hand: still refused (the files are someone's work), with the way out
+    shutil.move(first / "ckpt", tmp_path / "moved_ckpt")
+    assert refusal(capsys, second).endswith("choose another --out_weights (OUT_WEIGHTS in the scripts), or, as that "
+                                            "folder is gone, move these files away first")
+    shutil.move(tmp_path / "moved_ckpt", first / "ckpt")
+    # the owner itself goes on; a run with another OUT_WEIGHTS claims its own
+    assert train.main(train_argv(sampling, first, max_steps=4, out_weights=str(weights_dir / "toy.weights"))) == 0
+    assert train.main(train_argv(sampling, tmp_path / "second", max_steps=2, out_weights=str(weights_dir / "b.weights"))) == 0
+    assert json.loads((weights_dir / "b_owner.json").read_text())["checkpoint_dir"] == str((tmp_path / "second" / "ckpt").resolve())
+
+
+def test_a_folder_where_no_checkpoint_loads_is_refused_not_restarted(sampling, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "ckpt_step000000004.pt").write_bytes(b"torn")
+    (ckpt / "ckpt_step000000006.pt").write_bytes(b"")
+    before = tree_state(tmp_path)
+    for extra in ([], ["--check_only"]):
+        assert refusal(capsys, train_argv(sampling, tmp_path, max_steps=2) + extra) == (
+            f"training/train.py: --checkpoint_dir {ckpt}: none of its checkpoints loads (ckpt_step000000006.pt, "
+            f"ckpt_step000000004.pt); restore them (e.g. from a backup), or add --fresh to start over (they move to "
+            f"{ckpt}/previous_<time>/)")
+        assert tree_state(tmp_path) == before
+    assert train.main(train_argv(sampling, tmp_path, max_steps=2, fresh=True)) == 0
+    previous = next(ckpt.glob("previous_*"))
+    assert (previous / "ckpt_step000000004.pt").read_bytes() == b"torn" and (previous / "ckpt_step000000006.pt").is_file()
 
 
 def test_a_locked_folder_is_refused_and_a_dead_holders_lock_is_taken_over(sampling, tmp_path, capsys):
@@ -201,15 +246,33 @@ def test_too_many_bad_samples_stop_the_run_with_a_clear_line(broken_sampling, tm
     assert not list((tmp_path / "ckpt").glob("ckpt_*.pt"))
 
 
-def test_train_and_evaluate_offline_compute_the_same_validation_loss(sampling, finished, capsys):
+def test_train_and_evaluate_offline_compute_the_same_validation_loss(sampling, finished, capsys, tmp_path):
     # The finished run validated its final weights (= _latest) at step 3; evaluate_offline on them must agree.
     capsys.readouterr()
     assert evaluate_offline.main(["--in_model", "tiny", "--weights", str(finished / "weights" / "toy_latest.weights"),
                                   "--sampling", "toy", "--sampling_dir", str(sampling), "--T", "32", "--trunc_t", "8",
-                                  "--val_every_nth", "2", "--batch_size", "2", "--cpu"]) == 0
+                                  "--val_every_nth", "2", "--batch_size", "2", "--cpu", "--plot_dir",
+                                  str(tmp_path / "plots")]) == 0
+    # --plot_dir alone (no --tensorboard_dir): the evaluated weights are drawn, there are no curves to draw
+    assert (tmp_path / "plots" / "evaluation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plots" / "training_curves.png").exists()
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(str(finished)))
     loss, loss_uncond = (float(x) for x in row.split()[1:3])
     tensorboard = finished / "ckpt" / "logs"
     assert loss == pytest.approx(scalars(tensorboard, "loss/val")[-1][1], abs=1e-4)
     assert loss_uncond == pytest.approx(scalars(tensorboard, "loss/val_uncond")[-1][1], abs=1e-4)
     assert loss != pytest.approx(loss_uncond, abs=1e-4)  # zero goals are another measurement
+
+
+def test_the_owner_file_is_created_whole_and_never_replaced(tmp_path):
+    from toolkit_utils.atomic_files import create_new_file
+    from training.checkpointing import claim_exports
+
+    assert create_new_file(tmp_path / "a" / "x.json", b"first") is True
+    assert create_new_file(tmp_path / "a" / "x.json", b"second") is False
+    assert (tmp_path / "a" / "x.json").read_bytes() == b"first" and os.listdir(tmp_path / "a") == ["x.json"]
+    out = str(tmp_path / "w" / "toy.weights")
+    assert claim_exports(out, tmp_path / "one", "hash1") is None
+    assert claim_exports(out, tmp_path / "one" / ".." / "one", "hash1") is None  # the same folder, spelled otherwise
+    assert claim_exports(out, tmp_path / "two", "hash2") == str((tmp_path / "one").resolve())
+    assert json.loads((tmp_path / "w" / "toy_owner.json").read_text())["settings_hash"] == "hash1"

@@ -45,7 +45,9 @@ def inputs(tmp_path_factory) -> Path:
     return root
 
 
-# (train.py settings to change or raw arguments to add, what the one line must contain)
+# (train.py settings to change or raw arguments to add, what the one line must contain). "env" holds environment
+# variables (WORLD_SIZE: what the template's check passes as NUM_PROCESSES); "cpu": False leaves out --cpu.
+# The rows describe a machine without a GPU (test_train_py hides any GPU), where the toy settings run.
 TRAIN_ROWS = {
     "negative learning rate": ({"learning_rate": "-0.003"}, ["argument --learning_rate: -0.003 is out of range: must be > 0"]),
     "zero trunc_t": ({"trunc_t": 0}, ["argument --trunc_t: 0 is out of range: must be >= 1"]),
@@ -77,6 +79,28 @@ TRAIN_ROWS = {
     "compile value": ({"compile": "maybe"}, ["argument --compile: invalid choice: 'maybe'"]),
     "checkpoint folder is a file": ({"checkpoint_dir": "{inputs}/tiny.weights"}, ["tiny.weights: is a file, not a folder"]),
     "everything frozen": ({"freeze": "cnn,goal,heads,lastlayer,transformer"}, ["leaves nothing to train", "--freeze cnn,transformer"]),
+    "warmup longer than the run": ({"warmup_frames": 5000}, [
+        "--warmup_frames 5_000: is more than --n_frames 4_096: the learning rate would never reach its peak; use at most "
+        "--n_frames (WARMUP_FRAMES <= TOTAL_FRAMES in the scripts), e.g. a tenth: --warmup_frames 409"]),
+    "compile with --cpu": ({"compile": "yes"}, ["--compile yes: training runs on the CPU here (--cpu is set)",
+                                                "use --compile auto or no (COMPILE in the scripts)"]),
+    "compile without a GPU": ({"compile": "yes", "cpu": False}, ["--compile yes: training runs on the CPU here (no GPU is visible)"]),
+    "two processes without GPUs": ({"env": {"WORLD_SIZE": "2"}, "cpu": False}, [
+        "NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0; use NUM_PROCESSES=1 (accelerate launch "
+        "--num_processes 1), or add --cpu to train in CPU processes"]),
+    "processes of this machine, not of all machines": ({"env": {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}, "cpu": False},
+                                                       ["NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0"]),
+    "out_weights folder is a file": ({"out_weights": "{inputs}/tiny.weights/x.weights"}, [
+        "/tiny.weights/x.weights: ", "/tiny.weights is a file, not a folder; choose a folder you can write (OUT_WEIGHTS in the scripts"]),
+    "out_weights under /proc": ({"out_weights": "/proc/steve1_test/x.weights"}, [
+        "--out_weights /proc/steve1_test/x.weights: cannot be written (", ": /proc/steve1_test); choose a folder you can write (OUT_WEIGHTS"]),
+    "log folder under /proc": ({"log_dir": "/proc/steve1_test_logs"}, [
+        "--log_dir /proc/steve1_test_logs: cannot be written (", "choose a folder you can write (LOG_DIR in the scripts"]),
+    "checkpoint folder under /proc": ({"checkpoint_dir": "/proc/steve1_test_ckpt"}, [
+        "--checkpoint_dir /proc/steve1_test_ckpt: cannot be written (", "(CHECKPOINT_DIR in the scripts"]),
+    "checkpoint folder under /sys": ({"checkpoint_dir": "/sys/steve1_test_ckpt"}, [
+        "--checkpoint_dir /sys/steve1_test_ckpt: cannot be written (", "(CHECKPOINT_DIR in the scripts"]),
+    "log folder inside a file": ({"log_dir": "{inputs}/tiny.weights/logs"}, ["/tiny.weights is a file, not a folder; choose a folder"]),
 }
 
 PRIOR_ROWS = {
@@ -115,6 +139,9 @@ EVALUATE_ROWS = {
     "zero every_nth": (["--val_every_nth", "0"], ["argument --val_every_nth: 0 is out of range: must be >= 1"]),
     "weights of another model": (["--weights", "{inputs}/mismatched.weights"], ["missing keys (1)", "use weights of the --in_model"]),
     "missing TensorBoard folder": (["--tensorboard_dir", "{inputs}/nowhere"], ["--tensorboard_dir ", "nowhere: not found"]),
+    "plot folder inside a file": (["--plot_dir", "{inputs}/tiny.weights/plots"],
+                                  ["--plot_dir ", "/tiny.weights is a file, not a folder; choose a folder you can write"]),
+    "plot folder under /proc": (["--plot_dir", "/proc/steve1_test_plots"], ["--plot_dir /proc/steve1_test_plots: cannot be written ("]),
 }
 
 
@@ -136,8 +163,17 @@ def run_in_process(main, argv: list[str], capsys) -> tuple[int | None, str]:
 def test_train_py(row, sampling, inputs, tmp_path, capsys, monkeypatch):
     changes, expected, *extra = TRAIN_ROWS[row]
     monkeypatch.chdir(tmp_path)  # default paths (logs/training, data/finetuning_checkpoint) would land here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    changes = dict(changes)
+    for name, value in changes.pop("env", {}).items():
+        monkeypatch.setenv(name, value)
+    cpu = changes.pop("cpu", True)
     changes = {k: v.format(inputs=inputs) if isinstance(v, str) else v for k, v in changes.items()}
     argv = train_argv(sampling, tmp_path / "run", **{"max_steps": 2, **changes}) + (extra[0] if extra else [])
+    argv = argv if cpu else [a for a in argv if a != "--cpu"]
     assert_one_line_refusal(*run_in_process(train.main, argv, capsys), "training/train.py", expected)
     assert not list(tmp_path.rglob("*"))
 
@@ -170,6 +206,10 @@ def test_evaluate_offline_py(row, sampling, inputs, tmp_path, capsys, monkeypatc
 TEMPLATE_ROWS = {
     "BATCH_SIZE=0": ({"BATCH_SIZE": "0"}, ["argument --batch_size: 0 is out of range: must be >= 1"]),
     "FREEZE typo": ({"FREEZE": "cnn,transfomer"}, ["argument --freeze: unknown 'transfomer': choose from cnn"]),
+    "NUM_PROCESSES=2 without GPUs": ({"NUM_PROCESSES": "2", "CUDA_VISIBLE_DEVICES": ""},
+                                     ["NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0; use NUM_PROCESSES=1"]),
+    "OUT_WEIGHTS under /proc": ({"OUT_WEIGHTS": "/proc/steve1_test/toy.weights"},
+                                ["--out_weights /proc/steve1_test/toy.weights: cannot be written (", "(OUT_WEIGHTS in the scripts"]),
 }
 
 

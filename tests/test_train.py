@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +37,7 @@ TAGS = {"loss/train", "loss/val", "loss/val_uncond", "learning_rate", "grad_l2_n
 
 def test_loss_falls_and_files_logs_and_exports_appear(sampling, tmp_path):
     assert train.main(train_argv(sampling, tmp_path, n_frames=512, learning_rate=1e-2, warmup_frames=128, val_freq=8,
-                                 val_freq_begin=8, val_freq_switch_steps=0, snapshot_every_n_frames=256)) == 0
+                                 val_freq_begin=8, val_freq_switch_steps=0, snapshot_every_n_frames=256, freeze="")) == 0
     tensorboard = tmp_path / "ckpt" / "logs"
     val = scalars(tensorboard, "loss/val")
     assert [step for step, _ in val] == [0, 8, 16]  # the start, every 8 steps (16 x 32 frames = 512: the end)
@@ -49,6 +50,7 @@ def test_loss_falls_and_files_logs_and_exports_appear(sampling, tmp_path):
     log = text_log(tmp_path)
     assert "Metrics for step 2:" in log and "\tgrad_l2_norm: " in log and "New best validation loss" in log
     assert "run started on" in log and "settings hash" in log and "run ended: finished at step 16" in log
+    assert " --freeze ''" in log  # the command as typed: an empty value stays visible (FREEZE="" in the template)
     # exports: plain state dicts that load strictly into a fresh policy
     snapshots = sorted(p.name for p in (tmp_path / "weights").glob("toy_snapshot_*.weights"))
     assert set(snapshots) == {f"toy_snapshot_{frames_label(n)}.weights" for n in (256, 512)}
@@ -97,6 +99,28 @@ def test_kill_during_checkpoint_write_resumes_bit_exactly(sampling, uninterrupte
     assert_weights_identical(uninterrupted, run / "weights" / "toy_latest.weights")
     assert not list(ckpt.glob(".*.tmp"))  # temporary files of the dead writer were removed at the start
     assert (ckpt / "unreadable" / torn.name).is_file()  # the torn one moved aside, not deleted
+
+
+def test_sigterm_ends_the_run_with_a_log_line_and_status_143_and_it_resumes_bit_exactly(sampling, uninterrupted, tmp_path):
+    run = tmp_path / "terminated"
+    argv = train_argv(sampling, run, max_steps=8, save_freq=2)
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "training" / "train.py"), *argv], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list((run / "ckpt").glob("ckpt_*.pt")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in out + err
+    ended = [line for line in text_log(run).splitlines() if " run ended" in line]
+    assert len(ended) == 1 and re.search(r"run ended: SIGTERM \(terminated\) at step \d: stopped without saving; the same "
+                                         r"command resumes from \S+ckpt_step\d{9}\.pt$", ended[0]), ended
+    assert ended[0] in out  # on the console too
+    assert (run / "ckpt" / "run.lock").read_text() == ""  # released
+    assert train.main(argv) == 0
+    assert_weights_identical(uninterrupted, run / "weights" / "toy_latest.weights")
 
 
 def test_gradient_accumulation_steps_count_optimizer_steps(sampling, tmp_path):

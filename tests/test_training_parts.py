@@ -1,7 +1,10 @@
-"""Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step."""
+"""Training building blocks: LR schedule, decay groups, freezing, sample order and position, the optimizer step,
+the DataLoader worker cap, the training curves' drawing and the benchmark's reading of train.py's output."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
 
 import pytest
@@ -9,10 +12,14 @@ import torch
 
 from conftest import random_obs
 from data.sample_order import ShardedEpochSampler
+from training import device
 from training.bc_loss import bc_window_loss, split_windows, window_nll
 from training.checkpointing import frames_label
+from training.evaluate_offline import draw_loss_curves
 from training.lr_schedule import learning_rate_at
+from training.metrics import PEAK_MEMORY_TAG, metrics_block_text
 from training.optim import apply_freeze, make_optimizer, trainable_summary
+from training_helpers import REPO_ROOT
 from vpt_model.policy import detach_state
 
 
@@ -198,3 +205,43 @@ def test_window_loss_is_sum_over_time_mean_over_batch(tiny_policy):
 
 def test_snapshot_labels():
     assert [frames_label(x) for x in (5_000_000, 2_500_000, 20_000, 512)] == ["5M", "2.5M", "20K", "512"]
+
+
+def test_dataloader_workers_are_capped_at_the_usable_cores(monkeypatch):
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    assert device.capped_workers(2) == (2, None) and device.capped_workers(0) == (0, None)
+    workers, note = device.capped_workers(4)
+    assert workers == 2
+    assert note == ("--num_workers 4 is more than the 2 CPU cores this process may use: using 2 DataLoader workers "
+                    "(more would only compete for the cores)")
+
+
+def test_single_points_of_a_curve_are_drawn_as_markers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    series = {"loss/train": [(2, 100.0)], "loss/val": [(0, 110.0)], "loss/val_uncond": [(0, 111.0)]}
+    lines = draw_loss_curves(ax, series)
+    plt.close(fig)
+    # a line through one point draws nothing: each series needs a visible marker
+    assert [line.get_label() for line in lines] == list(series)
+    assert all(line.get_marker() not in (None, "None", "", " ") and line.get_markersize() > 0 for line in lines)
+    fig, ax = plt.subplots()
+    long_run = draw_loss_curves(ax, {"loss/train": [(step, 1.0) for step in range(1000)]})  # a line, no dots
+    plt.close(fig)
+    assert long_run[0].get_marker() in (None, "None", "")
+
+
+def test_the_train_loop_benchmark_reads_peak_memory_from_train_pys_metrics_block(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    bench = importlib.import_module("bench_train_loop")
+    lines = []
+    for step, peak in ((1, 12.5), (2, 13.0), (3, 13.25)):  # the block train.py prints (MetricsLogger.metrics_block)
+        block = metrics_block_text(step, {"loss/train": 100.0, PEAK_MEMORY_TAG: peak, "processed_frames": step * 1024})
+        lines += [(float(step), line) for line in block.splitlines()]
+    args = argparse.Namespace(batch_size=8, trunc_t=64, gradient_accumulation_steps=2, skip_steps=0)
+    summary = bench.summarise(lines, args)
+    assert summary["steps_logged"] == 3 and summary["peak_gib"] == 13.25

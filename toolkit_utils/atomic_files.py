@@ -30,6 +30,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def create_new_file(path: str | os.PathLike, data: bytes) -> bool:
+    """Create `path` holding `data`, whole or not at all, only if no file has that name; False when one had.
+
+    Written to a temporary name, then hard-linked to `path` (a link never replaces an existing name), so two
+    processes that race for the same name cannot both win and nobody sees a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        os.remove(tmp)
+    fsync_dir(path.parent)
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

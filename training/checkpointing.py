@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes
+from toolkit_utils.atomic_files import atomic_torch_save, atomic_write_bytes, create_new_file
 from training.metrics import MetricsLogger
 from vpt_model.model_files import policy_state_dict, save_policy_weights
 
@@ -190,21 +190,22 @@ class CheckpointManager:
 
 
 def weights_paths(out_weights: str | os.PathLike) -> dict[str, Path]:
-    """`<out>_latest.weights`, `<out>_best.weights`, `<out>_best.json` next to --out_weights."""
+    """`<out>_latest.weights`, `<out>_best.weights`, `<out>_best.json` and `<out>_owner.json` next to --out_weights."""
     out = Path(out_weights)
     stem = out.name[: -len(".weights")] if out.name.endswith(".weights") else out.name
     return {
         "latest": out.with_name(f"{stem}_latest.weights"),
         "best": out.with_name(f"{stem}_best.weights"),
         "best_json": out.with_name(f"{stem}_best.json"),
+        "owner": out.with_name(f"{stem}_owner.json"),
         "stem": out.with_name(stem),
     }
 
 
 def exported_files(out_weights: str | os.PathLike) -> list[Path]:
-    """The files a run exports next to --out_weights that exist now (latest, best, its json, snapshots)."""
+    """The files a run exports next to --out_weights that exist now (latest, best, its json, the owner file, snapshots)."""
     paths = weights_paths(out_weights)
-    fixed = [paths[key] for key in ("latest", "best", "best_json")]
+    fixed = [paths[key] for key in ("latest", "best", "best_json", "owner")]
     snapshots = sorted(paths["stem"].parent.glob(f"{paths['stem'].name}_snapshot_*.weights"))
     return [p for p in fixed if p.exists()] + snapshots
 
@@ -214,18 +215,59 @@ def remove_temporary_exports(out_weights: str | os.PathLike) -> list[Path]:
     stem = weights_paths(out_weights)["stem"]
     if not stem.parent.is_dir():
         return []
-    pattern = re.compile(rf"^\.{re.escape(stem.name)}_(latest\.weights|best\.weights|best\.json|snapshot_.+\.weights)\..+\.tmp$")
+    pattern = re.compile(rf"^\.{re.escape(stem.name)}_(latest\.weights|best\.weights|best\.json|owner\.json|snapshot_.+\.weights)\..+\.tmp$")
     leftovers = [p for p in stem.parent.iterdir() if pattern.match(p.name)]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
 
 
+def exports_owner(out_weights: str | os.PathLike) -> str | None:
+    """The checkpoint folder of the run that owns the exports next to --out_weights (absolute), or None: unclaimed.
+
+    Raises ValueError when the owner file exists but is not one this toolkit wrote.
+    """
+    path = weights_paths(out_weights)["owner"]
+    try:
+        owner = json.loads(path.read_text())["checkpoint_dir"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(owner, str):
+        raise ValueError(f"{path} names no checkpoint folder")
+    return owner
+
+
+def same_folder(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name one folder (relative, absolute, through symbolic links)."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def claim_exports(out_weights: str | os.PathLike, checkpoint_dir: str | os.PathLike, settings_hash: str) -> str | None:
+    """Make the run in `checkpoint_dir` the owner of the exports next to --out_weights (main process, under the run lock).
+
+    Returns None when it owns them now, or the other owner's folder when another run claimed them first. The file
+    appears whole or not at all and is never replaced (toolkit_utils.atomic_files.create_new_file), so two runs that
+    start together cannot both claim it.
+    """
+    path = weights_paths(out_weights)["owner"]
+    owner = exports_owner(out_weights)
+    if owner is not None:
+        return None if same_folder(owner, checkpoint_dir) else owner
+    record = {"checkpoint_dir": str(Path(checkpoint_dir).resolve()), "settings_hash": settings_hash,
+              "claimed": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
+              "what": "the run in checkpoint_dir writes the _latest, _best and _snapshot files beside this file"}
+    create_new_file(path, json.dumps(record, indent=2).encode())  # False: another run was faster (read below)
+    owner = exports_owner(out_weights)
+    return None if owner is not None and same_folder(owner, checkpoint_dir) else owner
+
+
 def move_previous_run(checkpoint_dir: str | os.PathLike, out_weights: str | os.PathLike) -> Path | None:
     """Move everything of an earlier run to `<checkpoint_dir>/previous_<time>/`; None when there was nothing.
 
     That is its checkpoints, unreadable checkpoints, TensorBoard folder and its exports next to --out_weights
-    (`_latest`, `_best`, `_best.json`, snapshots). Nothing is deleted.
+    (`_latest`, `_best`, `_best.json`, `_owner.json`, snapshots). Nothing is deleted.
     """
     checkpoint_dir = Path(checkpoint_dir)
     manager = CheckpointManager(checkpoint_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -76,3 +77,37 @@ def matching_presets(state_dict: Mapping[str, torch.Tensor], allow_missing: tupl
             continue
         fits.append(name)
     return fits
+
+
+def check_writable_folder(setting: str, value: str | os.PathLike, folder: str | os.PathLike, fix: str) -> None:
+    """Refuse unless `folder` exists or can be created, and a file can be written in it.
+
+    Tried for real (create the missing folders, write and remove a temporary file, remove the folders it
+    created): permission bits do not tell (root, read-only mounts, /proc). `value` is what the user gave
+    (--out_weights names a file whose folder is checked). Leaves nothing behind.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = "is a file, not a folder" if existing == Path(value) else f"{existing} is a file, not a folder"
+        cli.refuse(setting, value, problem, fix)
+    created = []
+    try:
+        for part in reversed([folder, *folder.parents]):
+            if not os.path.lexists(part):
+                part.mkdir()
+                created.append(part)
+        fd, probe = tempfile.mkstemp(prefix=".write_check_", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        where = e.filename or folder
+        cli.refuse(setting, value, f"cannot be written ({e.strerror or e}: {where})", fix)
+    finally:
+        for part in reversed(created):
+            try:
+                part.rmdir()
+            except OSError:  # something else put a file there meanwhile: it is not ours to remove
+                pass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from toolkit_utils import cli
 
 PRECISIONS = ("auto", "bf16", "no")  # fp16 is not offered: it would need a checkpointed GradScaler and overflow handling
 COMPILE_CHOICES = ("auto", "yes", "no")
@@ -23,3 +27,45 @@ def choose_precision(mixed_precision: str, compile_choice: str, cpu: bool) -> tu
     compile_policy = compile_choice == "yes" or (compile_choice == "auto" and on_gpu)
     note = NO_GPU_NOTE if not on_gpu and mixed_precision == compile_choice == "auto" else None
     return precision, compile_policy, note
+
+
+def check_processes_have_gpus(processes: int, cpu: bool) -> None:
+    """Refuse more processes on this machine than it has GPUs: each process trains on its own GPU.
+
+    `processes` counts this machine's processes (torchrun's LOCAL_WORLD_SIZE; the template's NUM_PROCESSES).
+    --cpu runs CPU processes (torch.distributed over gloo), which need no GPU.
+    """
+    gpus = torch.cuda.device_count()
+    if processes > 1 and not cpu and gpus < processes:
+        cli.refuse("NUM_PROCESSES", processes, f"needs {processes} GPUs (one per process); this machine has {gpus}",
+                   f"use NUM_PROCESSES={max(gpus, 1)} (accelerate launch --num_processes {max(gpus, 1)}), or add --cpu "
+                   "to train in CPU processes")
+
+
+def check_compile(compile_choice: str, cpu: bool) -> None:
+    """Refuse --compile yes where training runs on the CPU (no GPU, or --cpu)."""
+    if compile_choice == "yes" and (cpu or not torch.cuda.is_available()):
+        where = "--cpu is set" if cpu else "no GPU is visible"
+        cli.refuse("--compile", compile_choice, f"training runs on the CPU here ({where}), where compiling takes minutes before "
+                   "the first step (with bf16 the tiny model's first step took 547 s instead of 1.3 s)",
+                   "use --compile auto or no (COMPILE in the scripts), or make the GPU visible (nvidia-smi)")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def capped_workers(requested: int) -> tuple[int, str | None]:
+    """DataLoader workers: `requested`, at most one per usable core; and a one-line note when capped.
+
+    More loader processes than cores only compete for them (and DataLoader warns at every epoch).
+    """
+    cores = usable_cores()
+    if requested <= cores:
+        return requested, None
+    return cores, (f"--num_workers {requested} is more than the {cores} CPU cores this process may use: using {cores} "
+                   "DataLoader workers (more would only compete for the cores)")

@@ -8,7 +8,8 @@ Prints, per weights file, `loss/val` and `loss/val_uncond` exactly as training/t
 (training/validation.py: the same samples, the same goals, which depend only on the validation episodes;
 pass the run's --T, --trunc_t, --min_btwn_goals, --max_btwn_goals and --val_every_nth), the negative
 log-likelihood per frame, and how often the most likely joint button / camera action is the recorded one.
-With --tensorboard_dir it also draws the run's loss curves to a PNG.
+With --plot_dir it draws those numbers per weights file to <plot_dir>/evaluation.png; with --tensorboard_dir
+it also draws the run's loss curves to <plot_dir>/training_curves.png (the current folder without --plot_dir).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 from accelerate import Accelerator
@@ -24,12 +26,14 @@ from data.episode import EMBED_START
 from data.minecraft_dataset import MinecraftDataset, read_sampling_file
 from embed_conditioned_policy import SteveAgentPolicy
 from toolkit_utils import cli
-from training.checks import check_goal_gaps, check_policy_files, check_sampling, check_windows
+from training.checks import check_goal_gaps, check_policy_files, check_sampling, check_windows, check_writable_folder
 from training.device import PRECISIONS, choose_precision
-from training.validation import validate
+from training.validation import ValidationResult, validate
 from vpt_model.model_files import load_policy_weights
 
 PROGRAM = "training/evaluate_offline.py"
+CURVE_TAGS = ("loss/train", "loss/val", "loss/val_uncond")
+MARKED_TRAIN_POINTS = 50  # a training curve with at most this many points shows each one (a short run)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,36 +55,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--mixed_precision", choices=PRECISIONS, default="auto", help="bf16 autocast or fp32 ('no'); auto: bf16 on a GPU that has it, else fp32")
     a("--cpu", action="store_true", help="use the CPU even when a GPU is present")
     a("--tensorboard_dir", default=None, help="a training run's TensorBoard directory (<checkpoint_dir>/logs): plot its curves")
-    a("--plot_dir", default=".", help="where training_curves.png goes")
+    a("--plot_dir", default=None, help="draw evaluation.png (the numbers above per weights file) here, and training_curves.png with --tensorboard_dir (which alone draws its curves to the current folder)")
     return p.parse_args(argv)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out_png: str | Path) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    _pyplot().close(fig)
+    return out_png
+
+
+def draw_loss_curves(ax: Any, series: dict[str, list[tuple[int, float]]]) -> list[Any]:
+    """Draw each tag's (step, value) points on `ax`; returns the lines.
+
+    Validation points are always marked, and so are the training points of a short run: a line through one
+    point (the first validation of a run) draws nothing.
+    """
+    lines = []
+    for tag, points in series.items():
+        marked = tag != "loss/train" or len(points) <= MARKED_TRAIN_POINTS
+        lines += ax.plot([step for step, _ in points], [value for _, value in points], marker="o" if marked else None,
+                         markersize=4 if tag == "loss/train" else 6, label=tag)
+    return lines
 
 
 def plot_training_curves(tensorboard_dir: str | Path, out_png: str | Path) -> Path:
     """loss/train, loss/val and loss/val_uncond against the optimizer step, from a run's TensorBoard events, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tensorboard_dir))  # applies purge_step: a resumed run's curves stay monotone
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for tag in ("loss/train", "loss/val", "loss/val_uncond"):
-        if tag in tags:
-            points = events.Scalars(tag)
-            ax.plot([p.step for p in points], [p.value for p in points], marker=None if tag == "loss/train" else "o", label=tag)
+    series = {tag: [(p.step, p.value) for p in events.Scalars(tag)] for tag in CURVE_TAGS if tag in tags}
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    draw_loss_curves(ax, series)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (NLL summed over a trunc_t window)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _save(fig, out_png)
+
+
+def plot_evaluation(results: Sequence[tuple[str, ValidationResult]], out_png: str | Path) -> Path:
+    """The evaluated weights side by side: loss/val and loss/val_uncond, and the button / camera accuracy, as a PNG."""
+    names = [Path(path).name for path, _ in results]
+    x = np.arange(len(results))
+    fig, (losses, accuracy) = _pyplot().subplots(1, 2, figsize=(max(7, 2.2 * len(results)), 4))
+    for offset, label, values in ((-0.2, "loss/val", [r.loss for _, r in results]),
+                                  (0.2, "loss/val_uncond", [r.loss_uncond for _, r in results])):
+        losses.bar(x + offset, values, width=0.4, label=label)
+    for offset, label, values in ((-0.2, "buttons", [r.button_accuracy for _, r in results]),
+                                  (0.2, "camera", [r.camera_accuracy for _, r in results])):
+        accuracy.bar(x + offset, values, width=0.4, label=label)
+    losses.set_ylabel("loss (NLL summed over a trunc_t window)")
+    accuracy.set_ylabel("most likely action = recorded action")
+    accuracy.set_ylim(0, 1)
+    for ax in (losses, accuracy):
+        ax.set_xticks(x, names, rotation=20, ha="right")
+        ax.legend()
+        ax.grid(alpha=0.3, axis="y")
+    return _save(fig, out_png)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +141,11 @@ def evaluate(args: argparse.Namespace) -> int:
     config = check_policy_files(args.in_model, args.weights, setting="--weights")
     if args.tensorboard_dir is not None:
         cli.existing_dir("--tensorboard_dir", args.tensorboard_dir, "pass a run's <checkpoint_dir>/logs")
+        if args.plot_dir is None:
+            args.plot_dir = "."
+    if args.plot_dir is not None:
+        check_writable_folder("--plot_dir", args.plot_dir, args.plot_dir, "choose a folder you can write (it is created "
+                              "when missing)")
     episodes = read_sampling_file(Path(args.sampling_dir) / f"{args.sampling}_{args.split}.txt")
     try:
         dataset = MinecraftDataset(episodes, args.T, args.min_btwn_goals, args.max_btwn_goals, p_uncond=0.0, train=False,
@@ -109,6 +160,7 @@ def evaluate(args: argparse.Namespace) -> int:
     print(f"{args.split} set: {len(indices)} samples of {args.T} frames in windows of {args.trunc_t} "
           f"({'fp32' if precision == 'no' else precision}, {accelerator.device})")
     print(f"{'weights':60s} {'loss/val':>10s} {'val_uncond':>10s} {'NLL/frame':>10s} {'buttons acc':>12s} {'camera acc':>11s}")
+    results = []
     for path in args.weights:
         policy = SteveAgentPolicy(config)
         load_policy_weights(policy, path, verbose=False)
@@ -118,7 +170,10 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"  skipped (unreadable): {line}")
         print(f"{str(path):60s} {result.loss:10.4f} {result.loss_uncond:10.4f} {result.loss / args.trunc_t:10.4f} "
               f"{result.button_accuracy:12.3f} {result.camera_accuracy:11.3f}")
+        results.append((path, result))
     print(f"(always predicting the most common button combination would score {majority:.3f})")
+    if args.plot_dir is not None:
+        print(f"Evaluation plot: {plot_evaluation(results, Path(args.plot_dir) / 'evaluation.png')}")
     if args.tensorboard_dir:
         print(f"Training curves: {plot_training_curves(args.tensorboard_dir, Path(args.plot_dir) / 'training_curves.png')}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shlex
 import socket
 import time
 import traceback
@@ -16,6 +17,7 @@ from tqdm import tqdm
 # TensorBoard tags of a fine-tuning run (README lists them): loss/train, loss/val, loss/val_uncond, learning_rate,
 # grad_l2_norm, processed_frames, throughput/frames_per_s, memory/peak_gib (GPU), data/skipped_samples.
 RUN_MARK = "=" * 8  # starts the lines that mark where a run starts and how it ended, in the text log
+PEAK_MEMORY_TAG = "memory/peak_gib"  # benchmarks/bench_train_loop.py reads it from the console block
 
 
 def daily_log_path(log_dir: str | os.PathLike, name: str = "train") -> Path:
@@ -52,9 +54,12 @@ class MetricsLogger:
         self.log_file.write(message + "\n")
 
     def run_started(self, command: list[str], settings_hash: str) -> None:
-        """Mark a run's start in the text log: when, where, the command line and the hash of its settings."""
+        """Mark a run's start in the text log: when, where, the command line and the hash of its settings.
+
+        The command is shell-quoted, so it can be pasted back and an empty value stays visible (`--freeze ''`).
+        """
         self.info(f"{RUN_MARK} {datetime.datetime.now():%Y-%m-%d %H:%M:%S} run started on {socket.gethostname()} "
-                  f"(pid {os.getpid()}), settings hash {settings_hash}: {' '.join(command)}")
+                  f"(pid {os.getpid()}), settings hash {settings_hash}: {shlex.join(command)}")
 
     def run_ended(self, how: str) -> None:
         """Mark how a run ended ('finished', 'stopped: ...') in the text log."""
@@ -79,10 +84,8 @@ class MetricsLogger:
             self.writer.add_text(tag, text, step)
 
     def metrics_block(self, step: int, values: Mapping[str, Any]) -> None:
-        """The guide's console block: 'Metrics for step N:' then one tab-indented line per value."""
-        lines = [f"Metrics for step {step}:", f"\tCurr DateTime: {datetime.datetime.now()}"]
-        lines += [f"\t{k}: {v:.6g}" if isinstance(v, float) else f"\t{k}: {v}" for k, v in values.items()]
-        self.info("\n".join(lines))
+        """Print and log the guide's console block (`metrics_block_text`)."""
+        self.info(metrics_block_text(step, values))
 
     def close(self) -> None:
         if self.enabled:
@@ -114,10 +117,17 @@ class TrainingMetrics:
             "data/skipped_samples": skipped_samples,
         }
         if torch.cuda.is_available():
-            metrics["memory/peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            metrics[PEAK_MEMORY_TAG] = torch.cuda.max_memory_allocated() / 2**30
         self.losses.clear()
         self.since_time, self.since_frames = now, frames
         return metrics
+
+
+def metrics_block_text(step: int, values: Mapping[str, Any]) -> str:
+    """The guide's console block: 'Metrics for step N:' then one tab-indented 'tag: value' line per value."""
+    lines = [f"Metrics for step {step}:", f"\tCurr DateTime: {datetime.datetime.now()}"]
+    lines += [f"\t{k}: {v:.6g}" if isinstance(v, float) else f"\t{k}: {v}" for k, v in values.items()]
+    return "\n".join(lines)
 
 
 def hparams_markdown(config: Mapping[str, Any]) -> str:

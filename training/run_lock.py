@@ -13,6 +13,7 @@ import datetime
 import fcntl
 import json
 import os
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ class RunLock:
             raise RunLockHeld(holder) from None
         left_behind = os.pread(fd, 4096, 0).decode(errors="replace").strip()  # a clean release leaves it empty
         me = {"host": socket.gethostname(), "pid": os.getpid(), "started": f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}",
-              "command": " ".join(sys.argv)}
+              "command": shlex.join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         os.fsync(fd)

@@ -6,7 +6,9 @@
 One command is one run, kept in --checkpoint_dir: the same command again resumes where it stopped (model,
 optimizer, LR position, data position, RNG, best validation loss) or, when the run is finished, says so and
 writes nothing. A folder that holds another run or that another live process uses is refused before any
-work, and so is every setting that cannot work (README: "Starting, resuming, re-running").
+work, and so is every setting that cannot work (README: "Starting, resuming, re-running"). Ctrl-C and
+SIGTERM end a run without saving, with a "run ended" line in the log (exit status 130 / 143); the same
+command resumes from the last checkpoint, as after kill -9.
 Frequencies (--log_freq, --val_freq, --save_freq, --max_steps) count optimizer steps; one optimizer step
 is trunc_t x batch_size x processes x gradient_accumulation_steps frames.
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -34,6 +38,7 @@ from data.minecraft_dataset import MinecraftDataset, SkippingBadSamples, read_sa
 from data.sample_order import ShardedEpochSampler
 from embed_conditioned_policy import GOAL_LAYER_KEYS, SteveAgentPolicy
 from toolkit_utils import cli
+from toolkit_utils.progress import progress_bar
 from training.checkpointing import (
     TENSORBOARD_DIR,
     CheckpointManager,
@@ -42,8 +47,15 @@ from training.checkpointing import (
     save_resumable,
     weights_paths,
 )
-from training.checks import check_goal_gaps, check_policy_files, check_sampling, check_windows
-from training.device import COMPILE_CHOICES, PRECISIONS, choose_precision
+from training.checks import check_goal_gaps, check_policy_files, check_sampling, check_windows, check_writable_folder
+from training.device import (
+    COMPILE_CHOICES,
+    PRECISIONS,
+    capped_workers,
+    check_compile,
+    check_processes_have_gpus,
+    choose_precision,
+)
 from training.lr_schedule import learning_rate_at
 from training.metrics import MetricsLogger, TrainingMetrics, daily_log_path, hparams_markdown
 from training.optim import FREEZABLE_PARTS, apply_freeze, make_optimizer, trainable_summary
@@ -51,7 +63,7 @@ from training.optimizer_step import BCStepper, StepResult
 from training.performance import speed_up_training
 from training.run_identity import changed_settings, identity_hash, run_identity
 from training.run_lock import RunLock
-from training.run_start import finished_message, plan_start, prepare_folder, take_lock
+from training.run_start import RunStart, finished_message, plan_start, prepare_folder, take_lock
 from training.validation import validate_and_keep_best
 from vpt_model.config import PolicyConfig
 from vpt_model.model_files import load_policy_weights
@@ -66,10 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # model and files
     a("--in_model", default="data/weights/vpt/2x.model", help="VPT .model file (architecture) or a preset: 2x, 1x, 3x, tiny")
     a("--in_weights", default=None, help="weights to start from (steve1.weights to fine-tune, rl-from-foundation-2x.weights to train from VPT; its missing goal layer is initialised fresh); none: a fresh initialisation")
-    a("--out_weights", default="data/weights/steve1/finetuned.weights", help="base name of the exported weights: <out>_latest/_best/_snapshot_<N>.weights")
+    a("--out_weights", default="data/weights/steve1/finetuned.weights", help="base name of the exported weights: <out>_latest/_best/_snapshot_<N>.weights; <out>_owner.json names the --checkpoint_dir whose run writes them (another folder's run is refused)")
     a("--checkpoint_dir", default=None, help=f"this run's folder: resumable checkpoints, TensorBoard logs (<dir>/logs), the run lock (default: {DEFAULT_CHECKPOINT_ROOT}/<--out_weights name without .weights>)")
-    a("--fresh", action="store_true", help="start over: everything of the run in --checkpoint_dir (checkpoints, TensorBoard logs, exported weights) moves to <checkpoint_dir>/previous_<time>/")
-    a("--check_only", action="store_true", help="check every setting, the files and the checkpoint folder, then exit (0: the run can start or is finished; 2: one line saying what to fix); writes nothing. The number of processes is read from WORLD_SIZE")
+    a("--fresh", action="store_true", help="start over: everything of the run in --checkpoint_dir (checkpoints, TensorBoard logs, exported weights) moves to <checkpoint_dir>/previous_<time>/ (exported weights that another folder's run owns are still refused)")
+    a("--check_only", action="store_true", help="check every setting, the files and the checkpoint folder, then exit (0: the run can start or is finished; 2: one line saying what to fix); writes nothing (the output folders are test-written and left as they were). The number of processes is read from WORLD_SIZE")
     a("--log_dir", default="logs/training", help="where the text log train_YYYYMMDD.log goes")
     # data
     a("--sampling", default="finetune", help="sampling name: reads <sampling_dir>/<sampling>_train.txt and _val.txt")
@@ -81,20 +93,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--max_btwn_goals", type=cli.int_range(EMBED_START + 1), default=200, help="gaps are drawn from [min_btwn_goals, max_btwn_goals)")
     a("--augment", action="store_true", help="colour jitter and random grayscale on training samples")
     a("--trust_legacy_pickle", action="store_true", help="allow episodes in the original STEVE-1 pickle layout (pickle can run code: only your own data)")
-    a("--num_workers", type=cli.int_range(0), default=4, help="DataLoader worker processes per GPU (0: load in the training process)")
+    a("--num_workers", type=cli.int_range(0), default=4, help="DataLoader worker processes per GPU (0: load in the training process); at most one per CPU core this process may use (the log says when capped)")
     a("--val_every_nth", type=cli.int_range(1), default=1, help="validate on every n-th validation sample (1 = all)")
     a("--max_bad_sample_fraction", type=cli.probability, default=0.05, help="unreadable samples (e.g. a truncated frames.mp4) are skipped and counted; the run stops when more than this fraction of the samples read so far (at least one epoch's worth) failed")
     # optimisation
     a("--batch_size", type=cli.int_range(1), default=8, help="samples per process per forward (global batch = batch_size x processes)")
     a("--gradient_accumulation_steps", type=cli.int_range(1), default=2, help="windows whose gradients are averaged before one optimizer step")
     a("--learning_rate", type=cli.positive_float, default=1e-5, help="peak learning rate (after warmup)")
-    a("--warmup_frames", type=cli.int_range(0), default=1_000_000, help="frames of linear warmup from 0")
+    a("--warmup_frames", type=cli.int_range(0), default=1_000_000, help="frames of linear warmup from 0 (at most --n_frames)")
     a("--n_frames", type=cli.int_range(1), default=10_000_000, help="frames to train on (the run stops at the optimizer step that reaches them); the cosine reaches 0 at 1.1 x n_frames")
     a("--weight_decay", type=cli.non_negative_float, default=0.039428, help="AdamW weight decay (not on biases, LayerNorm or Embedding weights)")
     a("--max_grad_norm", type=cli.positive_float, default=5.0, help="clip the accumulated gradient to this L2 norm")
     a("--freeze", type=cli.comma_list(sorted(FREEZABLE_PARTS)), default=[], help=f"comma-separated parts to keep fixed: {','.join(sorted(FREEZABLE_PARTS))} (e.g. cnn,transformer); default: none, everything trains")
     a("--seed", type=cli.int_range(0), default=42, help="seed of the data order, training goals, p_uncond draws and initialisation (validation goals do not depend on it)")
-    a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile each CNN stack and transformer block (training/performance.py: slower start, faster steps); auto: yes on a GPU, no on a CPU")
+    a("--compile", choices=COMPILE_CHOICES, default="auto", help="torch.compile each CNN stack and transformer block (training/performance.py: slower start, faster steps); auto: yes on a GPU, no on a CPU; yes is refused on a CPU")
     a("--low_memory", action="store_true", help="memory mode: recompute the first CNN stack during backward (about half the activation memory, ~25%% slower; training/performance.py)")
     a("--cpu", action="store_true", help="force the CPU even when a GPU is present")
     a("--mixed_precision", choices=PRECISIONS, default="auto", help="bf16 autocast or fp32 ('no'); auto: bf16 on a GPU that has it, else fp32")
@@ -124,6 +136,10 @@ def check_settings(args: argparse.Namespace) -> PolicyConfig:
     check_goal_gaps(args.min_btwn_goals, args.max_btwn_goals)
     if not args.out_weights.endswith(".weights"):
         cli.refuse("--out_weights", args.out_weights, "must end in .weights", "e.g. data/weights/steve1/my_task.weights")
+    if args.warmup_frames > args.n_frames:
+        cli.refuse("--warmup_frames", f"{args.warmup_frames:_}", f"is more than --n_frames {args.n_frames:_}: the learning "
+                   "rate would never reach its peak", f"use at most --n_frames (WARMUP_FRAMES <= TOTAL_FRAMES in the "
+                   f"scripts), e.g. a tenth: --warmup_frames {args.n_frames // 10:_}")
     if set(args.freeze) == set(FREEZABLE_PARTS):
         cli.refuse("--freeze", ",".join(args.freeze), "leaves nothing to train",
                    "keep at least the goal layer and heads trainable: e.g. --freeze cnn,transformer")
@@ -132,11 +148,23 @@ def check_settings(args: argparse.Namespace) -> PolicyConfig:
         cli.refuse("--max_steps", args.max_steps, f"does not end where a batch ends (every {stride} optimizer steps with "
                    f"--T {args.T}, --trunc_t {args.trunc_t}, --gradient_accumulation_steps {args.gradient_accumulation_steps})",
                    f"use a multiple of {stride}, e.g. {args.max_steps + stride - args.max_steps % stride}")
-    for setting, folder in (("--checkpoint_dir", args.checkpoint_dir), ("--log_dir", args.log_dir)):
-        if Path(folder).exists() and not Path(folder).is_dir():
-            cli.refuse(setting, folder, "is a file, not a folder", "pass a folder (it is created when missing)")
+    check_compile(args.compile, args.cpu)
+    check_processes_have_gpus(processes_on_this_machine(), args.cpu)
+    if launched_rank() == 0:  # the main process writes them all; one tester keeps others' checks from racing it
+        check_output_folders(args)
     check_sampling(args.sampling_dir, args.sampling)
     return check_policy_files(args.in_model, [args.in_weights] if args.in_weights else [], GOAL_LAYER_KEYS)
+
+
+def check_output_folders(args: argparse.Namespace) -> None:
+    """Every folder the run writes can be created and written: refused now in one line, not by a traceback later."""
+    for setting, value, folder, variable in (
+        ("--checkpoint_dir", args.checkpoint_dir, args.checkpoint_dir, "CHECKPOINT_DIR"),
+        ("--log_dir", args.log_dir, args.log_dir, "LOG_DIR"),
+        ("--out_weights", args.out_weights, Path(args.out_weights).parent, "OUT_WEIGHTS"),
+    ):
+        check_writable_folder(setting, value, folder, f"choose a folder you can write ({variable} in the scripts; "
+                              "missing folders are created)")
 
 
 def load_datasets(args: argparse.Namespace, world: int) -> tuple[MinecraftDataset, MinecraftDataset]:
@@ -159,6 +187,16 @@ def load_datasets(args: argparse.Namespace, world: int) -> tuple[MinecraftDatase
 def launched_world_size() -> int:
     """Processes of this run: torchrun/accelerate set WORLD_SIZE; plain python (and --check_only) reads it too."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def processes_on_this_machine() -> int:
+    """This machine's processes: torchrun's LOCAL_WORLD_SIZE, else WORLD_SIZE (one machine: the template's check)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", launched_world_size()))
+
+
+def launched_rank() -> int:
+    """This process's rank among all processes (0: the main process, and plain python)."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def prepare_model(args: argparse.Namespace, architecture: PolicyConfig, accelerator: Accelerator, compile_policy: bool,
@@ -217,7 +255,7 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     frames_per_step = frames_per_window * args.gradient_accumulation_steps
     total_steps = math.ceil(args.n_frames / frames_per_step)
     identity = run_identity(args, world, architecture)
-    start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps)
+    start = plan_start(args.checkpoint_dir, args.out_weights, identity, args.fresh, total_steps, args.max_steps)
     if args.check_only:
         return 0
     if start.finished:
@@ -226,13 +264,12 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
 
     # ---- Setup: the lock, the folder, the logger; then the model, the data and where to start.
     precision, compile_policy, precision_note = choose_precision(args.mixed_precision, args.compile, args.cpu)
+    args.num_workers, workers_note = capped_workers(args.num_workers)
     accelerator = Accelerator(cpu=args.cpu, mixed_precision=precision)
     is_main = accelerator.is_main_process
     lock, folder_notes = RunLock(args.checkpoint_dir), []
     if is_main:
-        folder_notes = take_lock(lock, args.checkpoint_dir)
-        start = plan_start(args.checkpoint_dir, identity, args.fresh, total_steps, args.max_steps, check_lock=False)
-        folder_notes += prepare_folder(start, args.checkpoint_dir, args.out_weights)  # under the lock
+        start, folder_notes = claim_folder(lock, args, identity, total_steps)
     accelerator.wait_for_everyone()
     checkpoint_dir = Path(args.checkpoint_dir)
     config = {**vars(args), "processes": world, "device": str(accelerator.device), "mixed_precision": precision,
@@ -240,12 +277,12 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
     resumed_at = start.resume.progress.step if start.resume else None
     log = MetricsLogger(checkpoint_dir / TENSORBOARD_DIR, daily_log_path(args.log_dir), enabled=is_main,
                         purge_step=None if resumed_at is None else resumed_at + 1)
+    previous_handlers, progress = stop_on_signals(), None
     try:
         log.run_started(command, identity_hash(identity))
-        for note in folder_notes:
-            log.info(note)
-        if precision_note:
-            log.info(precision_note)
+        for note in [*folder_notes, precision_note, workers_note]:
+            if note:
+                log.info(note)
         log.info("Settings:\n" + "\n".join(f"  {k}: {v}" for k, v in sorted(config.items())))
         if resumed_at is None:
             log.text("hparams", hparams_markdown(config))
@@ -277,8 +314,8 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
         # ---- The loop: one optimizer step at a time until the budget (or --max_steps).
         model.train()
         interval = TrainingMetrics(progress.frames)
-        bar = tqdm(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=start.stop_step, initial=progress.step, desc="train", unit="step", disable=not is_main,
+                           dynamic_ncols=True)
         save_due = False
         while progress.step < start.stop_step:
             lr = learning_rate_at(progress.frames + frames_per_step - frames_per_window, args.learning_rate,
@@ -320,12 +357,68 @@ def train(args: argparse.Namespace, command: list[str]) -> int:
                       else f"stopped at --max_steps {progress.step}")
         accelerator.end_training()
         return 0
+    except (KeyboardInterrupt, Terminated) as error:  # Ctrl-C or SIGTERM: like kill -9, minus the silence
+        signal_number = error.signal_number if isinstance(error, Terminated) else signal.SIGINT
+        name = signal.Signals(signal_number).name
+        newest = CheckpointManager(checkpoint_dir).checkpoints()
+        resume = f"the same command resumes from {newest[-1]}" if newest else "no checkpoint yet: the same command starts over"
+        log.run_ended(f"{name} ({'Ctrl-C' if name == 'SIGINT' else 'terminated'}) at step {progress.step if progress else 0}: "
+                      f"stopped without saving; {resume}")
+        return 128 + signal_number  # the shell's status for a process ended by that signal
     except BaseException as error:
         log.run_failed(error)
         raise
     finally:
+        for signal_number, handler in previous_handlers.items():
+            signal.signal(signal_number, handler)
         log.close()
         lock.release()
+
+
+def claim_folder(lock: RunLock, args: argparse.Namespace, identity: dict, total_steps: int) -> tuple[RunStart, list[str]]:
+    """Main process: take the run lock, decide again under it, tidy the folder and claim the exports.
+
+    Returns where to start and log lines about the folder. A refusal here (another run got in between the
+    checks and the lock) releases the lock before the one-line refusal ends the program.
+    """
+    notes = take_lock(lock, args.checkpoint_dir)
+    try:
+        start = plan_start(args.checkpoint_dir, args.out_weights, identity, args.fresh, total_steps, args.max_steps,
+                           check_lock=False)
+        notes += prepare_folder(start, args.checkpoint_dir, args.out_weights, identity_hash(identity))
+    except cli.SettingError:
+        lock.release()
+        raise
+    return start, notes
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt: no `except Exception` swallows it)."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+def stop_on_signals() -> dict[int, object]:
+    """Make SIGTERM raise Terminated in this process, so the run logs how it ended; returns the handlers it replaced.
+
+    Only in the process that installed it: forked DataLoader workers inherit the handler and must still die
+    quietly when the loader shuts them down. A second SIGTERM while the first is handled kills at once
+    (the default), which leaves what kill -9 leaves: a run that resumes from its last checkpoint.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # Python delivers signals to the main thread only (a caller that runs train() in a thread)
+    owner = os.getpid()
+
+    def handle(signal_number: int, frame: object) -> None:
+        signal.signal(signal_number, signal.SIG_DFL)
+        if os.getpid() != owner:
+            os.kill(os.getpid(), signal_number)
+            return
+        raise Terminated(signal_number)
+
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, handle)}
 
 
 def stop(log: MetricsLogger, bar: tqdm, message: str) -> int:

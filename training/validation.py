@@ -18,9 +18,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from data.minecraft_dataset import MinecraftDataset, SkippingBadSamples
+from toolkit_utils.progress import progress_bar
 from training.bc_loss import split_windows, window_nll
 from training.checkpointing import TrainProgress, export_best, weights_paths
 from training.metrics import MetricsLogger
@@ -48,7 +48,7 @@ def validate(policy: torch.nn.Module, val_set: MinecraftDataset, trunc_t: int, b
     # sums: NLL with goals, NLL with zero goals, sample-windows, button hits, camera hits, frames, skipped samples
     sums = torch.zeros(7, dtype=torch.float64, device=device)
     skipped = []
-    for batch in tqdm(loader, desc="validation", leave=False, disable=not accelerator.is_main_process):
+    for batch in progress_bar(loader, desc="validation", leave=False, disable=not accelerator.is_main_process):
         skipped += [error for error in batch.pop("error") if error]
         valid = batch.pop("valid").to(device)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
