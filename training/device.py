@@ -38,7 +38,7 @@ def check_processes_have_gpus(processes: int, cpu: bool) -> None:
     gpus = torch.cuda.device_count()
     if processes > 1 and not cpu and gpus < processes:
         cli.refuse("NUM_PROCESSES", processes, f"needs {processes} GPUs (one per process); this machine has {gpus}",
-                   f"use NUM_PROCESSES={max(gpus, 1)} (accelerate launch --num_processes {max(gpus, 1)}), or add --cpu "
+                   f"use NUM_PROCESSES={max(gpus, 1)} (.venv/bin/accelerate launch --num_processes {max(gpus, 1)}), or add --cpu "
                    "to train in CPU processes")
 
 
