@@ -86,7 +86,7 @@ TRAIN_ROWS = {
                                                 "use --compile auto or no (COMPILE in the scripts)"]),
     "compile without a GPU": ({"compile": "yes", "cpu": False}, ["--compile yes: training runs on the CPU here (no GPU is visible)"]),
     "two processes without GPUs": ({"env": {"WORLD_SIZE": "2"}, "cpu": False}, [
-        "NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0; use NUM_PROCESSES=1 (accelerate launch "
+        "NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0; use NUM_PROCESSES=1 (.venv/bin/accelerate launch "
         "--num_processes 1), or add --cpu to train in CPU processes"]),
     "processes of this machine, not of all machines": ({"env": {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}, "cpu": False},
                                                        ["NUM_PROCESSES 2: needs 2 GPUs (one per process); this machine has 0"]),
