@@ -70,6 +70,7 @@ def _local_index(tmp_path: Path, basedir: Path | str, relpaths: list[str]) -> Pa
     return index
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_http_index_converts_resumes_cut_download_and_second_run_does_nothing(tmp_path, recordings_dir, capsys):
     with serve() as (url, state):
         _serve_files(state, recordings_dir, ["rec0", "rec1", "rec2"])
@@ -180,6 +181,7 @@ def _conversion_command(tmp_path: Path, index: Path, out: Path, jobs: int) -> li
             "--jobs", str(jobs)]
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_sigkill_mid_conversion_a_second_conversion_is_refused_and_a_rerun_cleans_up(tmp_path, recordings_dir, capsys):
     index = _local_index(tmp_path, recordings_dir, ["rec2"])
     out = tmp_path / "out"
@@ -494,6 +496,7 @@ def _tiny_recording(video: Path, actions: Path, n: int = 20) -> None:
     actions.write_bytes(jsonl_bytes([contractor_line() for _ in range(n)]))
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_the_script_runs_every_index_then_custom_data(tmp_path):
     """1_generate_dataset.sh as the guide runs it: two indexes and custom data, one summary, exit 0."""
     src = tmp_path / "src"
@@ -545,6 +548,7 @@ def real_gameplay_clip(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_real_gameplay_clip_converts_through_the_custom_path(tmp_path, real_gameplay_clip):
     episode = tmp_path / "in" / "episode_real"
     episode.mkdir(parents=True)

@@ -386,6 +386,7 @@ def long_episode(tmp_path_factory) -> str:
     return str(make_episode(tmp_path_factory.mktemp("long") / "episode", 700, seed=8))
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_give_the_same_samples(long_episode, context):
     # One episode, so both workers read the same video at the same time.

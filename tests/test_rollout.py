@@ -583,6 +583,7 @@ def test_overlay_writes_the_prompt_on_the_video_only(files, tmp_path, capture_ag
 # ---------------------------------------------------------------- the guide's comparison script, as a dry run
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_compare_script_dry_run_writes_both_rollouts_and_the_comparison(files, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(f"visual: {files['goal']}\n")

@@ -192,6 +192,7 @@ def test_a_locked_folder_is_refused_and_a_dead_holders_lock_is_taken_over(sampli
     assert (tmp_path / "ckpt" / "run.lock").read_text() == ""  # released at the end
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_unreadable_checkpoints_with_higher_numbers_never_cost_readable_ones(sampling, uninterrupted, tmp_path):
     run = tmp_path / "run"
     assert train.main(train_argv(sampling, run, max_steps=4, save_freq=2)) == 0

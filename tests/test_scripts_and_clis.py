@@ -39,6 +39,7 @@ def _invocation(text: str, entrypoint: str) -> str:
     return "\n".join(lines[start : end + 1]).split(entrypoint, 1)[1]
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_script_is_valid_bash_and_passes_only_existing_flags(script):
     assert subprocess.run(["bash", "-n", script], cwd=REPO_ROOT).returncode == 0
@@ -113,6 +114,7 @@ def test_docstring_examples_keep_their_line_continuations():
     ("data/generation/generate_dataset.py", "--num_episodes 5 \\\n        --output_dir data/dataset_contractor"),
     ("training/train.py", "\n    .venv/bin/accelerate launch training/train.py --in_weights"),
 ])
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_help_shows_the_usage_examples_line_by_line(entrypoint, example):
     assert example in _help(entrypoint)
 
@@ -179,14 +181,18 @@ EMBED_CLI_ROWS = {
 
 
 @pytest.mark.parametrize("row", EMBED_CLI_ROWS, ids=list(EMBED_CLI_ROWS))
-def test_embed_cli_refuses_bad_input_in_one_line(tmp_path, row):
+def test_embed_cli_refuses_bad_input_in_one_line(tmp_path, row, capsys):
+    """In this process, through the same cli.run_main as `python -m mineclip_model.embed_cli` (its __main__)."""
+    from mineclip_model import embed_cli
+
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     args, message = EMBED_CLI_ROWS[row]
     args = [a.format(d=tmp_path) for a in args] + ([] if "--out" in args else ["--output", str(tmp_path / "o.npy")])
-    result = subprocess.run([sys.executable, "-m", "mineclip_model.embed_cli", *args, "--device", "cpu"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(message.format(d=tmp_path)) and result.stderr.count("\n") == 1, result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        embed_cli.cli.run_main(embed_cli.PROGRAM, lambda: embed_cli.main([*args, "--device", "cpu"]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.startswith(message.format(d=tmp_path)) and err.count("\n") == 1 and "Traceback" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.pth"]  # no output written
 
 

@@ -601,6 +601,7 @@ SCRIPT_ROWS = {
 }
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 @pytest.mark.parametrize("row", list(SCRIPT_ROWS))
 def test_the_script_passes_its_variables_on(tmp_path, row):
     import os

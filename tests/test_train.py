@@ -73,6 +73,7 @@ def test_resume_is_bit_exact_and_logs_each_step_once(sampling, uninterrupted, tm
     assert [s for s, _ in scalars(tmp_path / "ckpt" / "logs", "processed_frames")] == [2, 4, 5, 6, 7, 8]
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_kill_during_checkpoint_write_resumes_bit_exactly(sampling, uninterrupted, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, str(REPO_ROOT / "training" / "train.py"), *train_argv(sampling, run, max_steps=8, save_freq=2)]
@@ -101,6 +102,7 @@ def test_kill_during_checkpoint_write_resumes_bit_exactly(sampling, uninterrupte
     assert (ckpt / "unreadable" / torn.name).is_file()  # the torn one moved aside, not deleted
 
 
+@pytest.mark.slow  # a whole script or process end to end: run_tests.sh --all and CI run it
 def test_sigterm_ends_the_run_with_a_log_line_and_status_143_and_it_resumes_bit_exactly(sampling, uninterrupted, tmp_path):
     run = tmp_path / "terminated"
     argv = train_argv(sampling, run, max_steps=8, save_freq=2)
