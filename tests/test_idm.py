@@ -63,7 +63,7 @@ def test_model_kwargs_round_trip_and_a_model_file_loads_back(tmp_path):
     assert pi_head_opts == {"temperature": 1.0}
     write_model_file(config, tmp_path / "4x_idm.model")
     assert load_idm_config(tmp_path / "4x_idm.model") == config
-    assert config.trunk.attention_mask_style == "none" and config.trunk.attention_maxlen == 0
+    assert config.trunk.attention_mask_style == "none" and config.trunk.attention_memory_size == config.trunk.timesteps  # no frames kept between calls
 
 
 @pytest.mark.parametrize("change, message", [

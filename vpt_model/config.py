@@ -62,11 +62,6 @@ class PolicyConfig:
     def cnn_channels(self) -> tuple[int, ...]:
         return tuple(int(self.impala_width * c) for c in self.impala_chans)
 
-    @property
-    def attention_maxlen(self) -> int:
-        """Frames kept in the recurrent cache (and the attention window length)."""
-        return self.attention_memory_size - self.timesteps
-
     @classmethod
     def from_policy_kwargs(cls, kwargs: Mapping[str, Any], pi_head_kwargs: Mapping[str, Any] | None = None) -> "PolicyConfig":
         """Build from a `.model` file's `net.args` (+ `pi_head_opts`); refuse what we do not implement."""
