@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from toolkit_utils import cli
+from toolkit_utils.cpu_cores import usable_cores
 
 PRECISIONS = ("auto", "bf16", "no")  # fp16 is not offered: it would need a checkpointed GradScaler and overflow handling
 COMPILE_CHOICES = ("auto", "yes", "no")
@@ -49,14 +48,6 @@ def check_compile(compile_choice: str, cpu: bool) -> None:
         cli.refuse("--compile", compile_choice, f"training runs on the CPU here ({where}), where compiling takes minutes before "
                    "the first step (with bf16 the tiny model's first step took 547 s instead of 1.3 s)",
                    "use --compile auto or no (COMPILE in the scripts), or make the GPU visible (nvidia-smi)")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one), at least 1."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def capped_workers(requested: int) -> tuple[int, str | None]:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from data.generation.contractor_actions import ActionFileError, load_actions_file
 from data.generation.episode_conversion import ConversionError, ConversionOptions, convert_recording, load_goal_encoder
 from data.video_io import SEQUENTIAL_THREADS, VideoError
+from toolkit_utils.cpu_cores import usable_cores
 from toolkit_utils.file_hashes import file_sha256
 
 OK, SKIP, FAIL = "OK", "SKIP", "FAIL"
@@ -242,7 +243,7 @@ class ConversionPool:
 
     def __init__(self, jobs: int, spec: GoalEncoderSpec, cores: int | None = None, progress: bool = True) -> None:
         self.jobs, self.spec, self.progress = jobs, spec, progress
-        cores = cores or os.cpu_count() or 1
+        cores = cores or usable_cores()
         self.threads = max(1, cores // jobs) if jobs > 1 else 0  # 0: the libraries' defaults (every core)
         self._inline: _Converter | None = None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None

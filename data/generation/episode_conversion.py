@@ -42,6 +42,7 @@ from mineclip_model.embedding import WINDOW, embed_frames_sliding
 from mineclip_model.image_encoder import MINECLIP_FRAME_HEIGHT, MINECLIP_FRAME_WIDTH
 from mineclip_model.mineclip import MineCLIP, MineCLIPConfig, load_mineclip
 from toolkit_utils import cli
+from toolkit_utils.cpu_cores import usable_cores
 from vpt_model.frame_resize import resize_frame
 
 EMBED_CHUNK_FRAMES = 2048  # MineCLIP frames held in memory at once (~250 MB); long videos are embedded in chunks
@@ -95,7 +96,7 @@ def add_conversion_arguments(parser: cli.ArgumentParser) -> None:
     a("--demo_random_mineclip", action="store_true", help="random MineCLIP weights: a pipeline demo only (written into the metadata)")
     a("--mineclip_batch_size", type=cli.positive_int, default=256, help="frames per MineCLIP forward (GPU: 256-1024)")
     a("--device", default=None, choices=["cpu", "cuda"], help="where MineCLIP runs (default: cuda when available; several GPUs are shared round-robin by the jobs)")
-    a("--jobs", type=cli.positive_int, default=default_jobs(), help="conversion processes, each decoding, resizing, "
+    a("--jobs", type=cli.positive_int, default=usable_cores(), help="conversion processes, each decoding, resizing, "
       "embedding and writing whole recordings (default: %(default)s, one per core)")
     a("--min_timesteps", type=cli.non_negative_int, default=DEFAULT_MIN_TIMESTEPS, help="skip recordings with fewer "
       "frames than this after null filtering (step 2 leaves out episodes shorter than its T + 15)")
@@ -106,14 +107,6 @@ def add_conversion_arguments(parser: cli.ArgumentParser) -> None:
     a("--max_length_mismatch", type=cli.non_negative_int, default=2, help="tolerate this many frames between video and jsonl lengths (trim to the shorter); more is an error")
     cli.renamed_option(parser, "--batch_size", "--mineclip_batch_size", "it means MineCLIP frames per forward")
     cli.renamed_option(parser, "--truncate_camera", "--camera_labels", "truncation is the default now (--camera_labels truncated)")
-
-
-def default_jobs() -> int:
-    """Every core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def options_from_args(args: argparse.Namespace, setting_names: str = "options") -> ConversionOptions:
